@@ -1,0 +1,66 @@
+"""Modbus floor devices: the register map (contract v1) and its pure codec. No sockets."""
+
+from protocols.modbus.codec import (
+    DeviceReading,
+    decode_inputs,
+    handpay_raised,
+    join32,
+    meter_delta32,
+    sha256_from_registers,
+    sha256_to_registers,
+    split32,
+    status_edges,
+)
+from protocols.modbus.config import (
+    CONFIG_IDS_ADDRESS,
+    CONFIG_IDS_COUNT,
+    clock_write,
+    config_writes,
+    decode_config_ids,
+    enable_write,
+    handpay_reset_write,
+)
+from protocols.modbus.exceptions import ConfigNotMappable, MapError
+from protocols.modbus.map import (
+    BIT,
+    HOLDING,
+    HOLDING_REGISTERS,
+    INPUT,
+    INPUT_COUNT,
+    INPUT_FIRST,
+    INPUT_REGISTERS,
+    MAP_VERSION,
+    METER_NAMES,
+    STATUS_BITS,
+)
+
+__all__ = [
+    "BIT",
+    "CONFIG_IDS_ADDRESS",
+    "CONFIG_IDS_COUNT",
+    "HOLDING",
+    "HOLDING_REGISTERS",
+    "INPUT",
+    "INPUT_COUNT",
+    "INPUT_FIRST",
+    "INPUT_REGISTERS",
+    "MAP_VERSION",
+    "METER_NAMES",
+    "STATUS_BITS",
+    "ConfigNotMappable",
+    "DeviceReading",
+    "MapError",
+    "clock_write",
+    "config_writes",
+    "decode_config_ids",
+    "decode_inputs",
+    "enable_write",
+    "handpay_raised",
+    "handpay_reset_write",
+    "join32",
+    "meter_delta32",
+    "sha256_from_registers",
+    "sha256_to_registers",
+    "split32",
+    "status_edges",
+]

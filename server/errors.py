@@ -1,0 +1,40 @@
+"""Domain errors: a refusal with a machine code, an HTTP status and, when it is about input, the field.
+
+Services raise these; the API turns them into {"error": {...}} with the status,
+the gateway into an error reply, the CLI into a one-line message.
+"""
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status = 409
+    code = "conflict"
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None,
+                 field: str | None = None, reason: str | None = None):
+        self.code = code or self.code
+        self.status = status or self.status
+        self.field = field
+        self.reason = reason or self.code
+        self.message = message or self.code.replace("_", " ")
+        super().__init__(self.message)
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class InvalidInput(DomainError):
+    status = 400
+    code = "invalid"
+
+
+class RuleViolation(DomainError):
+    status = 422
+    code = "rule_violation"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"

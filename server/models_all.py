@@ -1,0 +1,4 @@
+"""Imports every domain's models so Base.metadata knows all tables (Alembic, create_all)."""
+import server.models  # noqa: F401
+import terminals.models  # noqa: F401
+import terminals.software  # noqa: F401

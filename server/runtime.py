@@ -1,0 +1,51 @@
+"""Starts and stops what `floorhost serve` runs besides the web: broker (embedded), gateway, scheduler."""
+from __future__ import annotations
+
+import logging
+
+from server.host import Host
+
+log = logging.getLogger("floorhost.runtime")
+
+
+class Runtime:
+    def __init__(self, host: Host, *, gateway: bool = True, scheduler: bool | None = None):
+        self.host = host
+        self.want_gateway = gateway
+        self.want_scheduler = host.settings.scheduler == "on" if scheduler is None else scheduler
+        self.broker = None
+        self.gateway = None
+        self.scheduler = None
+
+    def start(self) -> None:
+        h = self.host
+        h.components.setdefault("routes", {})
+        if self.want_gateway:
+            url = h.settings.mqtt_url
+            if url == "embedded":
+                from server.broker import EmbeddedBroker
+
+                self.broker = EmbeddedBroker(h.settings.mqtt_embedded_port,
+                                             log_path=str(h.settings.instance_path / "broker.log"))
+                self.broker.start()
+                url = self.broker.url
+            h.broker_url = url
+            from terminals.gateway import MqttGateway
+
+            self.gateway = MqttGateway(h, url)
+            self.gateway.start()
+            h.components["gateway"] = self.gateway
+            h.components["routes"]["mqtt"] = self.gateway
+        if self.want_scheduler:
+            from server.scheduler import Scheduler
+
+            self.scheduler = Scheduler(h)
+            self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
+        if self.gateway:
+            self.gateway.stop()
+        if self.broker:
+            self.broker.stop()

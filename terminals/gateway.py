@@ -1,0 +1,361 @@
+"""The MQTT gateway: the whole life of a terminal message, from the broker to the database and back.
+
+    paho thread ──enqueue──▶ worker (one per shard of terminals, so each terminal's
+    messages stay in order): decode envelope ─▶ dedup (egm_id, seq) ─▶ handlers
+    (terminals.dispatch) in ONE transaction for the batch ─▶ commit ─▶ publish
+    replies ─▶ PUBACK to the broker.
+
+The host subscribes with a persistent session and acknowledges each QoS 1
+message only after its effects are committed (paho manual_ack), so a host killed
+mid-batch gets the unacknowledged messages again from the broker and the
+(egm_id, seq) ledger drops what was already applied. Replies are published only
+after the commit that made them true.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from protocols.mqtt import EnvelopeError, Limits, Up, decode_status, decode_up, encode_down
+from protocols.mqtt.topics import down_topic, parse_topic, subscriptions
+from server.alerts import raise_alert
+from server.host import Host
+from terminals import dispatch, registry
+from terminals.commands import Outgoing, new_message_id
+from terminals.models import Terminal, TerminalMessage
+
+log = logging.getLogger("floorhost.gateway")
+
+
+@dataclass
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received: float  # time.monotonic() at receipt, for the apply-latency histogram
+
+
+@dataclass
+class _Pending:
+    """One decoded message inside a batch, and what came of it."""
+
+    item: Inbound
+    up: Up | None = None
+    status: object | None = None
+    egm_id: str | None = None
+    reply: dict | None = None
+    reply_type: str | None = None
+    result: str = "applied"  # applied / duplicate / rejected
+
+
+class MqttGateway:
+    def __init__(self, host: Host, broker_url: str, *, client_id: str = "floorhost-host", workers: int | None = None):
+        self.host = host
+        self.settings = host.settings
+        self.root = host.settings.topic_root
+        self.limits = Limits(max_payload_bytes=host.settings.message_max_bytes,
+                             max_amount_cents=host.settings.voucher_max_cents)
+        u = urlparse(broker_url)
+        self._broker = (u.hostname or "127.0.0.1", u.port or (8883 if u.scheme == "mqtts" else 1883))
+        self._tls = u.scheme == "mqtts"
+        self._creds = (u.username, u.password) if u.username else None
+        self.client_id = client_id
+        n = workers or host.settings.gateway_workers
+        if host.settings.is_sqlite:
+            n = 1  # one writer is all SQLite has; more workers would only queue on its lock
+        self._queues: list[queue.Queue[Inbound | None]] = [queue.Queue() for _ in range(n)]
+        self._threads: list[threading.Thread] = []
+        self._client: mqtt.Client | None = None
+        self._running = False
+        self.connected = False
+        self._known: dict[str, float] = {}  # egm_id → time it was found unregistered (negative cache)
+
+    # ---- life cycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
+                        protocol=mqtt.MQTTv311, manual_ack=True)
+        if self._creds:
+            c.username_pw_set(*self._creds)
+        if self._tls:
+            c.tls_set()
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(0.2, 5)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self._client = c
+        self._running = True
+        for i, q in enumerate(self._queues):
+            th = threading.Thread(target=self._work, args=(q,), name=f"gateway-worker-{i}", daemon=True)
+            th.start()
+            self._threads.append(th)
+        c.connect_async(*self._broker, keepalive=20)
+        c.loop_start()
+
+    def stop(self) -> None:
+        self._running = False
+        for q in self._queues:
+            q.put(None)
+        for th in self._threads:
+            th.join(timeout=10)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self.connected = False
+
+    def wait_connected(self, timeout: float = 10) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def idle(self) -> bool:
+        """True when no message waits in any worker queue (tests, benchmarks)."""
+        return all(q.unfinished_tasks == 0 for q in self._queues)
+
+    # ---- paho callbacks: network thread, so they only enqueue -----------------------------
+    def _on_connect(self, client, _userdata, _flags, reason_code, _props):
+        if reason_code.is_failure:
+            log.error("broker refused the host: %s", reason_code)
+            return
+        self.connected = True
+        client.subscribe([(s, 1) for s in subscriptions(self.root)])
+        log.info("connected to broker %s:%s", *self._broker)
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props):
+        self.connected = False
+        if self._running:
+            log.warning("lost the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, _client, _userdata, msg):
+        parts = msg.topic.split("/")
+        shard = zlib.crc32(parts[-2].encode()) % len(self._queues) if len(parts) >= 2 else 0
+        self._queues[shard].put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.monotonic()))
+        self.host.metrics.queue_depth.inc()
+
+    # ---- the way out ----------------------------------------------------------------------
+    def send(self, egm_id: str, type: str, body: dict, msg_id: str | None = None, re: int | None = None) -> str:
+        msg_id = msg_id or new_message_id()
+        payload = encode_down(msg_id, type, body, re=re, ts=self.host.now())
+        if self._client is None:
+            raise RuntimeError("gateway not started")
+        self._client.publish(down_topic(self.root, egm_id), payload, qos=1)
+        return msg_id
+
+    def deliver_command(self, out: Outgoing) -> None:
+        self.send(out.egm_id, "cmd", {"name": out.name, "args": out.args}, msg_id=out.command_id)
+
+    # ---- workers ----------------------------------------------------------------------------
+    def _work(self, q: queue.Queue) -> None:
+        max_batch = self.settings.gateway_batch_max
+        wait = self.settings.gateway_batch_wait_ms / 1000
+        while True:
+            first = q.get()
+            if first is None:
+                q.task_done()
+                return
+            batch = [first]
+            deadline = time.monotonic() + wait
+            while len(batch) < max_batch:
+                try:
+                    remaining = deadline - time.monotonic()
+                    item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    q.put(None)  # stop after this batch
+                    q.task_done()
+                    break
+                batch.append(item)
+            try:
+                self.process(batch)
+            except Exception:  # the worker must outlive anything one batch does
+                log.exception("gateway batch failed")
+            finally:
+                self.host.metrics.queue_depth.dec(len(batch))
+                for _ in batch:
+                    q.task_done()
+
+    def process(self, batch: list[Inbound]) -> None:
+        """Decodes, applies and commits a batch; then replies and acknowledges. Public for tests."""
+        started = time.perf_counter()
+        pending = [self._decode(item) for item in batch]
+        work = [p for p in pending if p.result != "rejected"]
+        if work:
+            try:
+                with self.host.db.begin() as s:
+                    self._apply_all(s, work)
+            except Exception:
+                log.exception("batch of %d failed; applying one by one", len(work))
+                for p in work:
+                    self._apply_alone(p)
+        self._finish(pending)
+        self.host.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.host.metrics.batch_size.observe(len(batch))
+
+    def _apply_alone(self, p: _Pending) -> None:
+        p.result, p.reply = "applied", None
+        try:
+            with self.host.db.begin() as s:
+                self._apply_all(s, [p])
+        except Exception as exc:
+            log.exception("egm=%s seq=%s type=%s could not be applied", p.egm_id, p.up and p.up.seq,
+                          p.up and p.up.type)
+            self._reject(p, "internal_error", exc)
+
+    # ---- decode -----------------------------------------------------------------------------
+    def _decode(self, item: Inbound) -> _Pending:
+        p = _Pending(item)
+        parsed = parse_topic(item.topic, self.root)
+        if parsed is None:
+            return self._reject(p, "bad_topic")
+        p.egm_id, kind = parsed
+        if not self._is_registered(p.egm_id):
+            return self._reject(p, "unknown_terminal")
+        try:
+            if kind == "status":
+                p.status = decode_status(item.payload)
+            elif kind == "up":
+                p.up = decode_up(p.egm_id, item.payload, self.limits)
+                p.reply_type = p.up.reply_type
+            else:
+                return self._reject(p, "bad_topic")
+        except EnvelopeError as exc:
+            self._reject(p, exc.reason)
+            if exc.reply_type and exc.seq is not None:
+                p.reply_type = exc.reply_type
+                p.reply = {"result": "error", "reason": exc.reason}
+                p.up_seq_for_error = exc.seq  # type: ignore[attr-defined]
+        return p
+
+    def _reject(self, p: _Pending, reason: str, exc: Exception | None = None) -> _Pending:
+        p.result = "rejected"
+        proto_reason = reason.split(":", 1)[0]
+        self.host.metrics.rejects.labels("mqtt", proto_reason).inc()
+        log.warning("rejected egm=%s topic=%s reason=%s%s", p.egm_id, p.item.topic, reason,
+                    f" ({exc.__class__.__name__})" if exc else "")
+        if p.up is not None and p.up.reply_type:
+            p.reply_type = p.up.reply_type
+            p.reply = {"result": "error", "reason": reason}
+        return p
+
+    def _is_registered(self, egm_id: str) -> bool:
+        if egm_id in self._known:
+            ts = self._known[egm_id]
+            if ts == 0.0 or time.monotonic() - ts < 5:
+                return ts == 0.0
+        with self.host.db.read() as s:
+            found = s.execute(select(Terminal.id).where(Terminal.egm_id == egm_id)).first() is not None
+        # Registered terminals stay known; unknown ones are re-checked every 5 s (they may get registered).
+        self._known[egm_id] = 0.0 if found else time.monotonic()
+        return found
+
+    # ---- apply ------------------------------------------------------------------------------
+    def _apply_all(self, s: Session, work: list[_Pending]) -> None:
+        now = self.host.now()
+        ids = {p.egm_id for p in work}
+        terminals = {t.egm_id: t for t in s.execute(select(Terminal).where(Terminal.egm_id.in_(ids))).scalars()}
+        keys = [(p.egm_id, p.up.seq) for p in work if p.up is not None]
+        seen: dict[tuple[str, int], str | None] = {}
+        for chunk_start in range(0, len(keys), 400):
+            chunk = keys[chunk_start:chunk_start + 400]
+            for egm_id, seq, reply in s.execute(
+                select(TerminalMessage.egm_id, TerminalMessage.seq, TerminalMessage.reply)
+                .where(tuple_(TerminalMessage.egm_id, TerminalMessage.seq).in_(chunk))
+            ):
+                seen[(egm_id, seq)] = reply
+        rows = []
+        for p in work:
+            t = terminals.get(p.egm_id)
+            if t is None:  # unregistered between decode and apply
+                self._reject(p, "unknown_terminal")
+                continue
+            if p.status is not None:
+                self._apply_status(s, t, p, now)
+                continue
+            up = p.up
+            key = (p.egm_id, up.seq)
+            if key in seen:
+                p.result = "duplicate"
+                p.reply = json.loads(seen[key]) if seen[key] else None
+                continue
+            registry.went_online(s, self.host.clock, t, now, "mqtt")
+            late = self._check_sequence(s, t, up, now)
+            handler = dispatch.HANDLERS.get(up.type)
+            if handler is None:
+                # Decoded but not handled by this host version: refuse, change nothing, keep no record.
+                self._reject(p, "unsupported_type")
+                continue
+            ctx = dispatch.Apply(s, self.host, t, up, now)
+            p.reply = handler(ctx)
+            p.outgoing = ctx.outgoing  # type: ignore[attr-defined]
+            reply_json = dispatch.reply_bytes(p.reply)
+            seen[key] = reply_json
+            rows.append({"egm_id": p.egm_id, "seq": up.seq, "type": up.type, "terminal_ts": up.ts, "host_ts": now,
+                         "body": p.item.payload.decode("utf-8", "replace"), "reply": reply_json, "late": late})
+        if rows:
+            s.execute(TerminalMessage.__table__.insert(), rows)
+
+    def _check_sequence(self, s: Session, t: Terminal, up: Up, now: dt.datetime) -> bool:
+        """Records gaps (comms.sequence_gap) and flags late replays; returns True when late."""
+        late = False
+        if t.last_seq and up.seq > t.last_seq + 1:
+            detail = {"expected": t.last_seq + 1, "received": up.seq, "missing": up.seq - t.last_seq - 1}
+            registry.add_event(s, self.host.clock, t, "comms.sequence_gap", now, detail=detail, seq=up.seq,
+                               terminal_ts=up.ts)
+            raise_alert(s, "sequence_gap", f"{t.egm_id}: {detail['missing']} message(s) missing before seq {up.seq}",
+                        now, egm_id=t.egm_id, detail=detail, once=True)
+        elif t.last_seq and up.seq < t.last_seq:
+            late = True
+            log.warning("egm=%s seq=%s late replay (highest applied %s): applied and flagged", t.egm_id, up.seq,
+                        t.last_seq)
+        t.last_seq = max(t.last_seq or 0, up.seq)
+        return late
+
+    def _apply_status(self, s: Session, t: Terminal, p: _Pending, now: dt.datetime) -> None:
+        if p.status.state == "online":
+            registry.went_online(s, self.host.clock, t, now, "mqtt")
+        else:
+            registry.went_offline(s, self.host.clock, t, now, "will", "mqtt")
+        p.result = "status"
+
+    # ---- after commit -----------------------------------------------------------------------
+    def _finish(self, pending: list[_Pending]) -> None:
+        m = self.host.metrics
+        now_mono = time.monotonic()
+        client = self._client
+        for p in pending:
+            if p.result in ("applied", "duplicate", "rejected"):
+                m.terminal_messages.labels(p.result).inc()
+            if p.result == "applied":
+                m.apply_latency.observe(now_mono - p.item.received)
+            if client is None:
+                continue
+            seq = p.up.seq if p.up is not None else getattr(p, "up_seq_for_error", None)
+            if p.reply is not None and p.reply_type and seq is not None:
+                try:
+                    self.send(p.egm_id, p.reply_type, p.reply, re=seq)
+                except Exception:
+                    log.exception("egm=%s seq=%s reply could not be published", p.egm_id, seq)
+            for egm_id, type_, body in getattr(p, "outgoing", ()):
+                try:
+                    self.send(egm_id, type_, body)
+                except Exception:
+                    log.exception("egm=%s %s could not be published", egm_id, type_)
+            if p.item.qos > 0:
+                client.ack(p.item.mid, p.item.qos)

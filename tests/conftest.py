@@ -1,0 +1,162 @@
+"""Fixtures: `host`, `app`, `client`, `api` (token-authenticated calls), `broker`, `gateway`.
+
+The backend is chosen by the environment so the same suite runs twice in CI:
+  FLOORHOST_TEST_DB      sqlite (default) | postgresql+psycopg://user@host:port/db (an admin DB to create test DBs from)
+  FLOORHOST_TEST_BROKER  embedded (default) | mosquitto
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from server import auth, migrate
+from server.app import build_app
+from server.audit import SYSTEM
+from server.config import load_settings
+from server.host import Host
+from tests.support.brokers import free_port, mosquitto_available, start_embedded, start_mosquitto
+
+TEST_DB = os.environ.get("FLOORHOST_TEST_DB", "sqlite")
+TEST_BROKER = os.environ.get("FLOORHOST_TEST_BROKER", "embedded")
+PASSWORD = "correct horse battery"
+
+
+def _pg_database() -> tuple[str, callable]:
+    admin_url = TEST_DB
+    name = "fh_test_" + uuid.uuid4().hex[:12]
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    if TEST_DB == "sqlite":
+        yield f"sqlite:///{tmp_path / 'floorhost.db'}"
+        return
+    url, drop = _pg_database()
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def settings_overrides(tmp_path, database_url):
+    """Settings every test host gets; a test may add to it before `host` is built."""
+    return {"instance": str(tmp_path / "instance"), "database_url": database_url, "scheduler": "off",
+            "timezone": "America/Los_Angeles", "property_name": "Test Casino"}
+
+
+@pytest.fixture
+def host(settings_overrides):
+    h = Host(load_settings(settings_overrides, environ={}))
+    migrate.upgrade(h.db)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def app(host):
+    app = build_app(host=host)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def make_operator(host: Host, username: str, role: str, password: str = PASSWORD) -> None:
+    with host.db.begin() as s:
+        auth.create_operator(s, host.settings, SYSTEM, username, role, password, host.now())
+
+
+class Api:
+    """Calls /api/v1 as an operator of a given role: api.as_("cashier").post("/vouchers", json=...)."""
+
+    def __init__(self, client, host):
+        self.client = client
+        self.host = host
+        self.tokens: dict[str, str] = {}
+
+    def token(self, role: str, username: str | None = None) -> str:
+        username = username or f"{role}1"
+        if username not in self.tokens:
+            make_operator(self.host, username, role)
+            r = self.client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
+            assert r.status_code == 200, r.get_json()
+            self.tokens[username] = r.get_json()["token"]
+        return self.tokens[username]
+
+    def as_(self, role: str, username: str | None = None) -> "_As":
+        return _As(self.client, self.token(role, username))
+
+
+class _As:
+    def __init__(self, client, token):
+        self.client, self.headers = client, {"Authorization": f"Bearer {token}"}
+
+    def _call(self, method, path, headers=None, **kw):
+        return getattr(self.client, method)("/api/v1" + path, headers={**self.headers, **(headers or {})}, **kw)
+
+    def get(self, path, **kw):
+        return self._call("get", path, **kw)
+
+    def post(self, path, **kw):
+        return self._call("post", path, **kw)
+
+    def put(self, path, **kw):
+        return self._call("put", path, **kw)
+
+
+@pytest.fixture
+def api(client, host):
+    return Api(client, host)
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """One broker for the session, of the kind FLOORHOST_TEST_BROKER names."""
+    if TEST_BROKER == "mosquitto":
+        if not mosquitto_available():
+            pytest.skip("mosquitto is not installed")
+        b = start_mosquitto(free_port())
+    else:
+        b = start_embedded(free_port())
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def gateway(host, broker):
+    """The host's MQTT gateway connected to the test broker, with a unique client id per test."""
+    from terminals.gateway import MqttGateway
+
+    gw = MqttGateway(host, broker.url, client_id=f"host-{uuid.uuid4().hex[:8]}")
+    gw.start()
+    assert gw.wait_connected(10), "gateway did not connect to the test broker"
+    host.broker_url = broker.url
+    host.components["gateway"] = gw
+    host.components.setdefault("routes", {})["mqtt"] = gw
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def utc():
+    return lambda *a: dt.datetime(*a, tzinfo=dt.timezone.utc)
