@@ -157,6 +157,10 @@ class MqttGateway:
         self._client.publish(down_topic(self.root, egm_id), payload, qos=1)
         return msg_id
 
+    def forget(self, egm_id: str) -> None:
+        """Drops a cached 'unregistered' verdict (called when a terminal is registered in this process)."""
+        self._known.pop(egm_id, None)
+
     def deliver_command(self, out: Outgoing) -> None:
         self.send(out.egm_id, "cmd", {"name": out.name, "args": out.args}, msg_id=out.command_id)
 
@@ -257,11 +261,11 @@ class MqttGateway:
     def _is_registered(self, egm_id: str) -> bool:
         if egm_id in self._known:
             ts = self._known[egm_id]
-            if ts == 0.0 or time.monotonic() - ts < 5:
+            if ts == 0.0 or time.monotonic() - ts < 1:
                 return ts == 0.0
         with self.host.db.read() as s:
             found = s.execute(select(Terminal.id).where(Terminal.egm_id == egm_id)).first() is not None
-        # Registered terminals stay known; unknown ones are re-checked every 5 s (they may get registered).
+        # Registered terminals stay known; unknown ones are re-checked after a second (they may get registered).
         self._known[egm_id] = 0.0 if found else time.monotonic()
         return found
 

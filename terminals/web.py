@@ -80,6 +80,9 @@ def register_terminal(call: Call):
     out["connection"] = reg.terminal.connection
     if reg.mqtt_password:
         out["mqtt"] = {"username": reg.terminal.egm_id, "password": reg.mqtt_password}
+    gw = call.host.components.get("gateway")
+    if gw is not None:
+        call.after_commit.append(lambda: gw.forget(reg.terminal.egm_id))
     sas = call.host.components.get("sas")
     if sas is not None and b["protocol"] == "sas":
         call.after_commit.append(lambda: sas.reload())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -26,45 +27,62 @@ TEST_BROKER = os.environ.get("FLOORHOST_TEST_BROKER", "embedded")
 PASSWORD = "correct horse battery"
 
 
-def _pg_database() -> tuple[str, callable]:
-    admin_url = TEST_DB
-    name = "fh_test_" + uuid.uuid4().hex[:12]
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    """A database migrated once per session; each test gets a copy (migrating per test is slow on PostgreSQL)."""
+    from server.db import Database
+
+    if TEST_DB == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        db = Database(f"sqlite:///{path}")
+        migrate.upgrade(db)
+        db.dispose()  # the last connection to close checkpoints the WAL into the main file
+        yield path
+        return
+    name = "fh_tpl_" + uuid.uuid4().hex[:10]
+    admin = create_engine(TEST_DB, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
-
-    def drop():
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url, drop
+    db = Database(TEST_DB.rsplit("/", 1)[0] + "/" + name)
+    migrate.upgrade(db)
+    db.dispose()
+    yield name
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture
-def database_url(tmp_path):
+def database_url(tmp_path, template_db):
     if TEST_DB == "sqlite":
-        yield f"sqlite:///{tmp_path / 'floorhost.db'}"
+        target = tmp_path / "floorhost.db"
+        shutil.copyfile(template_db, target)
+        yield f"sqlite:///{target}"
         return
-    url, drop = _pg_database()
+    name = "fh_test_" + uuid.uuid4().hex[:12]
+    admin = create_engine(TEST_DB, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     try:
-        yield url
+        yield TEST_DB.rsplit("/", 1)[0] + "/" + name
     finally:
-        drop()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture
 def settings_overrides(tmp_path, database_url):
     """Settings every test host gets; a test may add to it before `host` is built."""
     return {"instance": str(tmp_path / "instance"), "database_url": database_url, "scheduler": "off",
-            "timezone": "America/Los_Angeles", "property_name": "Test Casino"}
+            "timezone": "America/Los_Angeles", "property_name": "Test Casino",
+            # A topic root of its own keeps one test's retained messages away from the next.
+            "topic_root": f"t{uuid.uuid4().hex[:8]}/v1"}
 
 
 @pytest.fixture
 def host(settings_overrides):
     h = Host(load_settings(settings_overrides, environ={}))
-    migrate.upgrade(h.db)
     yield h
     h.close()
 

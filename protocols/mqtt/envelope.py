@@ -11,6 +11,7 @@ whatever the bytes; its ``reason`` is short and machine-readable:
 - ``missing_field:<path>``, ``bad_type:<path>``, ``bad_value:<path>``,
   ``too_long:<path>``, ``unknown_field:<path>``, ``too_deep:<path>``
 - money: ``negative_amount:<path>``, ``zero_amount:<path>``, ``over_limit:<path>``
+- ``internal_error``: a bug of this codec, caught so it costs one message
 
 where ``<path>`` names the field, e.g. ``seq``, ``ts``, ``body.amount_cents``,
 ``body.meters.coin_in_cents``, ``body.denoms_cents[2]``.
@@ -45,6 +46,8 @@ STATUS_STATES = frozenset({"online", "offline"})
 
 @dataclass(frozen=True)
 class Limits:
+    """What the host accepts of a terminal; built once from the settings."""
+
     max_payload_bytes: int = 65536
     # Any *_cents amount of a message above this is rejected.
     max_amount_cents: int = 100_000_000
@@ -124,7 +127,8 @@ def parse_ts(s: str) -> datetime:
         tz = timezone(-delta if offset[0] == "-" else delta)
     try:
         # datetime refuses second 60: leap seconds are rejected, not guessed at.
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(timezone.utc)
+        local = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        return local.astimezone(timezone.utc)
     except OverflowError as exc:
         raise ValueError(f"timestamp out of range: {s!r}") from exc
 
@@ -133,7 +137,10 @@ def format_ts(dt: datetime) -> str:
     """tz-aware datetime -> ``2026-11-23T04:12:09.120Z`` (UTC, milliseconds)."""
     if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError("format_ts needs a timezone-aware datetime")
-    u = dt.astimezone(timezone.utc)
+    try:
+        u = dt.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError("datetime out of range once in UTC") from exc
     # Milliseconds are cut, not rounded, so a time never moves into the next second.
     return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:"
             f"{u.second:02d}.{u.microsecond // 1000:03d}Z")

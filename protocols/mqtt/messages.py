@@ -432,7 +432,8 @@ def parse_meters(body: dict, limits: Limits) -> Meters:
         if not _is_int(value):
             raise BodyError(f"bad_type:{path}")
         if value < 0:
-            raise BodyError(f"negative_amount:{path}" if name.endswith("_cents") else f"bad_value:{path}")
+            money = name.endswith("_cents")
+            raise BodyError(f"negative_amount:{path}" if money else f"bad_value:{path}")
         # Lifetime meters outgrow any per-transaction limit, so they have their own bound.
         if value > limits.max_meter_value:
             raise BodyError(f"over_limit:{path}")
@@ -454,7 +455,8 @@ def parse_game_end(body: dict, limits: Limits) -> GameEnd:
     return GameEnd(
         theme=read_text(_get(game, "theme", "body.game"), "body.game.theme"),
         paytable_id=paytable_id,
-        denom_cents=read_amount(_get(body, "denom_cents", "body"), "body.denom_cents", limits, positive=True),
+        denom_cents=read_amount(_get(body, "denom_cents", "body"), "body.denom_cents", limits,
+                                positive=True),
         wager_cents=read_amount(_get(body, "wager_cents", "body"), "body.wager_cents", limits),
         win_cents=read_amount(_get(body, "win_cents", "body"), "body.win_cents", limits),
         credits_after_cents=read_amount(

@@ -4,7 +4,15 @@ Bytes in, typed messages out: no sockets, sleeps or database above the
 transport layer. The public names of the package are re-exported here.
 """
 
-from protocols.sas.bcd import BcdError, decode_bcd, decode_digits, decode_le, encode_bcd, encode_digits, encode_le
+from protocols.sas.bcd import (
+    BcdError,
+    decode_bcd,
+    decode_digits,
+    decode_le,
+    encode_bcd,
+    encode_digits,
+    encode_le,
+)
 from protocols.sas.crc import append_crc, check_crc, crc16
 from protocols.sas.exceptions import BILL_CENTS, EXCEPTIONS, ExceptionInfo, describe
 from protocols.sas.frames import (

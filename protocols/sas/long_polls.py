@@ -17,7 +17,7 @@ strings of digits so that leading zeros survive. Money fields named
 depending on its level (see there).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, ClassVar, Self
 
@@ -470,8 +470,6 @@ class SelectedMeters(EgmReply):
                     raise BadLength(f"meter 0x{code:02X} cut short", data)
                 meters.append((code, decode_bcd(data[pos + 1 : pos + 1 + width])))
                 pos += 1 + width
-        except BadLength:
-            raise
         except ValueError as exc:
             raise BadField(f"SelectedMeters: {exc}", data) from exc
         return cls(game=game, meters=tuple(meters))
@@ -860,7 +858,7 @@ class LongPoll:
     # The forms the host may send (LP 71 has two), tried in order.
     requests: tuple[type[HostPoll], ...]
     # None: the EGM answers with an ACK.
-    reply: type[EgmReply] | None = field(default=None)
+    reply: type[EgmReply] | None = None
 
 
 LONG_POLLS: dict[int, LongPoll] = {

@@ -133,6 +133,19 @@ class SimFloor:
             time.sleep(0.05)
         connected = self.connected
         log.info("sim floor: %d/%d terminals online after %.1f s", connected, self.n, time.monotonic() - begin)
+        # hello.reply says whether play is enabled; the load should start from that.
+        hello_deadline = min(deadline, time.monotonic() + 5.0)
+        while any(t.hello_pending for t in self.terminals if t.connected) and time.monotonic() < hello_deadline:
+            time.sleep(0.05)
+        if self.mode == "mix":
+            # Players sit down with a bill, so the first game slots are games, not bills.
+            for terminal in self.terminals:
+                if terminal.credits_cents == 0:
+                    terminal.insert_bill(2000)
+            # The load starts from a quiet floor, so its measured window holds only its own messages.
+            quiet_deadline = min(deadline, time.monotonic() + 5.0)
+            while self.outbox and time.monotonic() < quiet_deadline:
+                time.sleep(0.02)
         self._last_tick = None
         self._generating = True
         return connected

@@ -633,6 +633,7 @@ class SimTerminal:
         self._net_closed.wait(max(deadline - time.monotonic(), 0))
         with self._lock:
             self._stopped = True
+            self._connected = False
             if self._dirty:
                 self._persist()
         self._driver.remove(self)
@@ -672,6 +673,15 @@ class SimTerminal:
     def can_play(self) -> bool:
         """Whether a game could start now (read without the lock: a hint for load generators)."""
         return self._can_play() and self._cashable + self._promo >= min(self.denoms_cents)
+
+    @property
+    def hello_pending(self) -> bool:
+        """True until the host answered this connection's hello."""
+        return any(r.type == "hello" for r in list(self._requests.values())) or not self._connected
+
+    @property
+    def credits_cents(self) -> int:
+        return self._cashable + self._promo
 
     @property
     def seq(self) -> int:

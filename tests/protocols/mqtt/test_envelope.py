@@ -473,8 +473,8 @@ def test_encode_down_command_has_no_re_and_keeps_utf8():
 
 
 def test_encode_down_error_reply():
-    data = encode_down("h-2", "handpay.reply", {"result": "error", "reason": "bad_type:body.amount_cents"},
-                       re=7, ts=TS)
+    error = {"result": "error", "reason": "bad_type:body.amount_cents"}
+    data = encode_down("h-2", "handpay.reply", error, re=7, ts=TS)
     assert json.loads(data)["body"] == {"result": "error", "reason": "bad_type:body.amount_cents"}
 
 

@@ -359,7 +359,7 @@ def test_outage_buffers_in_order_and_replays_without_reusing_seq(host, make_sim)
     reborn = make_sim("T-OUT", meters_interval=None)
     _online(reborn)
     assert host.wait(lambda: len(host.messages("T-OUT", "hello")) == 3, 5)
-    tail = _seqs(host.messages("T-OUT"))[-4:]
+    tail = _seqs(host.messages("T-OUT"))[-3:]
     assert tail[:2] == lost and tail[2] > lost[-1]
     assert [m["body"]["code"] for m in host.messages("T-OUT", "event")][-2:] == ["door.main.closed", "printer.paper_low"]
 
@@ -464,27 +464,36 @@ def test_config_push_is_verified_installed_or_rejected(host, make_sim):
     assert states("dep-refused")[1] == ("rejected", "rejected_by_terminal")
 
 
+def _floor_counts(host: FakeHost, prefix: str) -> dict[str, int]:
+    counted: dict[str, int] = defaultdict(int)
+    with host.lock:
+        for egm_id, messages in host.up.items():
+            if egm_id.startswith(prefix):
+                for m in messages:
+                    counted[m["type"]] += 1
+    return counted
+
+
 def test_floor_of_200_connects_and_sends_at_the_given_rate(host, broker_url):
     rate = 400.0
-    floor = SimFloor(200, broker_url, rate=rate, prefix="FL", seed=3, state_dir=None)
+    floor = SimFloor(200, broker_url, rate=rate, prefix="FL", seed=3)
     try:
         assert floor.start(timeout=20) == 200
-        assert host.wait(lambda: sum(1 for e in list(host.up) if e.startswith("FL")) == 200, 10)
-        assert floor.wait_for_hello if False else True
+        assert host.wait(lambda: len(_floor_counts(host, "FL")) and _floor_counts(host, "FL")["hello"] == 200, 10)
+        assert len({e for e in host.status if e.startswith("FL")}) == 200
+        before = _floor_counts(host, "FL")
         stats = floor.run(3.0)
         assert stats["connected"] == 200
         assert 0.8 * rate <= stats["generated_per_s"] <= 1.2 * rate, stats
         assert 0.8 * rate <= stats["acked_per_s"] <= 1.2 * rate, stats
         assert floor.replies >= 200  # every hello got its reply
-        counted = defaultdict(int)
-        with host.lock:
-            for egm_id, messages in host.up.items():
-                if egm_id.startswith("FL"):
-                    for m in messages:
-                        counted[m["type"]] += 1
-        total = counted["game.end"] + counted["meters"] + counted["event"]
-        assert total >= 0.8 * rate * 3
-        assert 0.6 <= counted["game.end"] / total <= 0.8, counted
+        assert host.wait(lambda: floor.outbox == 0)
+        after = _floor_counts(host, "FL")
+        window = {t: after[t] - before.get(t, 0) for t in ("game.end", "meters", "event")}
+        total = sum(window.values())
+        assert total >= 0.8 * rate * 3, window
+        assert 0.6 <= window["game.end"] / total <= 0.8, window
+        assert 0.12 <= window["meters"] / total <= 0.28, window
     finally:
         floor.stop(timeout=5)
     assert floor.connected == 0
