@@ -78,7 +78,7 @@ def openapi_document() -> dict:
                                               "schema": {"type": "string"}}]
             item[method.lower()] = op
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",  # 3.1: request schemas are plain JSON Schema 2020-12, as validated
         "info": {"title": "Floorhost API", "version": "1"},
         "servers": [{"url": "/"}],
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

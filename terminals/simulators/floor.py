@@ -2,11 +2,11 @@
 
 N SimTerminals, each with its own MQTT connection and credentials, share a few
 MqttLoop selector threads (one per `per_loop` connections, paho's external-loop
-API) and one Driver thread. The driver also makes the load: in "mix" mode
-`rate` up messages per second over the floor in the P1 mix (game.end, meters,
-events); in "play" mode `rate` play steps per second (games, bills, vouchers,
-cards, handpays, doors) on random terminals. run_sim() is what
-`floorhost sim` calls.
+API); each loop also runs its terminals' logic and makes its share of the
+load: in "mix" mode `rate` up messages per second over the floor in the P1
+mix (game.end, meters, events); in "play" mode `rate` play steps per second
+(games, bills, vouchers, cards, handpays, doors) on random terminals.
+run_sim() is what `floorhost sim` calls.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from terminals.simulators.mqtt_terminal import Driver, MqttLoop, SimTerminal, VoucherWallet
+from terminals.simulators.mqtt_terminal import MqttLoop, SimTerminal, VoucherWallet
 
 log = logging.getLogger("floorhost.sim.floor")
 
@@ -65,16 +65,18 @@ class SimFloor:
         if len(egm_ids) < n:
             raise ValueError(f"{n} terminals asked for, {len(egm_ids)} egm_ids given")
         self.n = n
-        self.rate = float(rate)
         self.mode = mode
         total = float(sum(mix))
-        self._mix_game = mix[0] / total
-        self._mix_meters = (mix[0] + mix[1]) / total
         self._rng = random.Random(seed)
         self._connect_rate = connect_rate
         self.wallet = VoucherWallet()
-        self._loops = [MqttLoop(name=f"sim-mqtt-{i}") for i in range(max(1, math.ceil(n / per_loop)))]
-        self._driver = Driver(name="sim-floor", sweep_interval=0.25, tick=self._tick, tick_interval=0.005)
+        self._generating = False
+        count = max(1, math.ceil(n / per_loop))
+        self._shares = [
+            _LoadShare(self, (mix[0] / total, (mix[0] + mix[1]) / total), random.Random(self._rng.getrandbits(64)))
+            for _ in range(count)
+        ]
+        self._loops = [MqttLoop(name=f"sim-mqtt-{i}", tick=share.tick) for i, share in enumerate(self._shares)]
         options: dict[str, Any] = {
             "keepalive": keepalive,
             "reply_timeout": reply_timeout,
@@ -88,27 +90,35 @@ class SimFloor:
         options.update(terminal_options or {})
         self.terminals: list[SimTerminal] = []
         for i, egm_id in enumerate(egm_ids):
-            self.terminals.append(
-                SimTerminal(
-                    egm_id,
-                    broker_url,
-                    password=_password_for(passwords, egm_id, i),
-                    state_dir=state_dir,
-                    seed=self._rng.getrandbits(64),
-                    loop=self._loops[i * len(self._loops) // n],
-                    driver=self._driver,
-                    wallet=self.wallet,
-                    autostart=False,
-                    **options,
-                )
+            k = i * count // n
+            terminal = SimTerminal(
+                egm_id,
+                broker_url,
+                password=_password_for(passwords, egm_id, i),
+                state_dir=state_dir,
+                seed=self._rng.getrandbits(64),
+                loop=self._loops[k],
+                driver=self._loops[k],
+                wallet=self.wallet,
+                autostart=False,
+                **options,
             )
-        self._credit = 0.0
-        self._last_tick: float | None = None
-        self._open_doors: deque[SimTerminal] = deque()
-        self._generating = False
+            self.terminals.append(terminal)
+            self._shares[k].terminals.append(terminal)
+        self.rate = rate
         self._started = False
         self._stopped = False
-        self.mix_counts = {"game.end": 0, "meters": 0, "event": 0, "step": 0}
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        """Messages (mix) or play steps (play) per second over the floor; may change while running."""
+        self._rate = float(value)
+        for share in self._shares:
+            share.rate = self._rate * len(share.terminals) / self.n
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,7 +130,6 @@ class SimFloor:
         self._started = True
         for loop in self._loops:
             loop.start()
-        self._driver.start()
         begin = time.monotonic()
         for i, terminal in enumerate(self.terminals):
             terminal.start()
@@ -146,7 +155,6 @@ class SimFloor:
             quiet_deadline = min(deadline, time.monotonic() + 5.0)
             while self.outbox and time.monotonic() < quiet_deadline:
                 time.sleep(0.02)
-        self._last_tick = None
         self._generating = True
         return connected
 
@@ -165,7 +173,6 @@ class SimFloor:
                 terminal.begin_stop(graceful, drain_timeout=0)
             for terminal in self.terminals:
                 terminal.finish_stop(deadline)
-        self._driver.stop()
         for loop in self._loops:
             loop.stop()
 
@@ -228,14 +235,36 @@ class SimFloor:
             "acked": self.acked,
             "replies": self.replies,
             "outbox": self.outbox,
-            "mix": dict(self.mix_counts),
+            "mix": self.mix_counts,
         }
 
-    # ------------------------------------------------------------------ load (driver thread)
+    @property
+    def mix_counts(self) -> dict[str, int]:
+        """What the load generator made, by kind (a game slot without credits becomes a bill event)."""
+        counts = {"game.end": 0, "meters": 0, "event": 0, "step": 0}
+        for share in self._shares:
+            for kind, value in share.counts.items():
+                counts[kind] += value
+        return counts
 
-    def _tick(self, now: float) -> None:
-        if not self._generating or self.rate <= 0:
-            self._last_tick = now
+
+class _LoadShare:
+    """The part of the load made by one loop thread, on that loop's terminals."""
+
+    def __init__(self, floor: SimFloor, mix: tuple[float, float], rng: random.Random):
+        self.floor = floor
+        self.terminals: list[SimTerminal] = []
+        self.rate = 0.0
+        self._mix_game, self._mix_meters = mix
+        self._rng = rng
+        self._credit = 0.0
+        self._last_tick: float | None = None
+        self._open_doors: deque[SimTerminal] = deque()
+        self.counts = {"game.end": 0, "meters": 0, "event": 0, "step": 0}
+
+    def tick(self, now: float) -> None:
+        if not self.floor._generating or self.rate <= 0 or not self.terminals:
+            self._last_tick = None
             return
         if self._last_tick is None:
             self._last_tick = now
@@ -245,11 +274,9 @@ class SimFloor:
         self._last_tick = now
         count = int(self._credit)
         self._credit -= count
+        emit = self._emit_mix if self.floor.mode == "mix" else self._emit_play
         for _ in range(count):
-            if self.mode == "mix":
-                self._emit_mix()
-            else:
-                self._emit_play()
+            emit()
 
     def _pick(self, playable: bool = False) -> SimTerminal:
         terminals = self.terminals
@@ -265,17 +292,17 @@ class SimFloor:
         if r < self._mix_game:
             terminal = self._pick(playable=True)
             if terminal.play_game() is not None:
-                self.mix_counts["game.end"] += 1
+                self.counts["game.end"] += 1
                 return
             # Out of credits (or not enabled): a bill is what a player would do next.
             if terminal.insert_bill() is not None:
-                self.mix_counts["event"] += 1
+                self.counts["event"] += 1
                 return
             terminal.send_meters()
-            self.mix_counts["meters"] += 1
+            self.counts["meters"] += 1
         elif r < self._mix_meters:
             self._pick().send_meters()
-            self.mix_counts["meters"] += 1
+            self.counts["meters"] += 1
         else:
             self._emit_event()
 
@@ -283,23 +310,23 @@ class SimFloor:
         if self._open_doors:
             # A door opened earlier is closed now, so no terminal stays out of play for long.
             if self._open_doors.popleft().close_door("main") is not None:
-                self.mix_counts["event"] += 1
+                self.counts["event"] += 1
                 return
         terminal = self._pick(playable=True)
         if self._rng.random() < 0.7 and terminal.insert_bill(self._rng.choice((500, 1000, 2000, 5000))) is not None:
-            self.mix_counts["event"] += 1
+            self.counts["event"] += 1
             return
         if terminal.open_door("main") is not None:
             self._open_doors.append(terminal)
-            self.mix_counts["event"] += 1
+            self.counts["event"] += 1
             return
         terminal.send_meters()
-        self.mix_counts["meters"] += 1
+        self.counts["meters"] += 1
 
     def _emit_play(self) -> None:
         for _ in range(4):
             if self._pick(playable=True).step() is not None:
-                self.mix_counts["step"] += 1
+                self.counts["step"] += 1
                 return
 
 

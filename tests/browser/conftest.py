@@ -50,10 +50,13 @@ def live_server(app):
     try:
         yield LiveServer(f"http://127.0.0.1:{server.effective_port}")
     finally:
-        # Closing only the listener leaves keep-alive channels in the map and the loop running: close them all.
+        # Closing only the listener leaves keep-alive channels in the map and the loop running: close them
+        # all, from inside the loop thread (the trigger wakes it), so the loop ends at once.
         server.task_dispatcher.shutdown(timeout=2)
-        wasyncore.close_all(server._map)
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         thread.join(5)
+        if thread.is_alive():
+            wasyncore.close_all(server._map)
 
 
 @pytest.fixture(scope="session")

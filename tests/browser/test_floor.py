@@ -104,6 +104,9 @@ def test_clicking_a_tile_opens_the_terminal_page_with_meters_and_events(login, p
     expect(coin_in.locator("td")).to_have_text(["coin_in_cents", "125.50", "25.50"])
     played = page.locator("#meters tr", has=page.locator("td", has_text="games_played"))
     expect(played.locator("td")).to_have_text(["games_played", "51", "11"])
+    # A meter the terminal never reported shows a dash, not an error page.
+    jackpot = page.locator("#meters tr", has=page.locator("td", has_text="jackpot_cents"))
+    expect(jackpot.locator("td").nth(1)).to_have_text("–")
 
     expect(page.locator("#events")).to_contain_text("door.main.open")
     assert page.locator("#events td", has_text="No events yet.").count() == 0
