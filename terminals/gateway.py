@@ -298,13 +298,13 @@ class MqttGateway:
                 p.result = "duplicate"
                 p.reply = json.loads(seen[key]) if seen[key] else None
                 continue
-            registry.went_online(s, self.host.clock, t, now, "mqtt")
-            late = self._check_sequence(s, t, up, now)
             handler = dispatch.HANDLERS.get(up.type)
             if handler is None:
                 # Decoded but not handled by this host version: refuse, change nothing, keep no record.
                 self._reject(p, "unsupported_type")
                 continue
+            registry.went_online(s, self.host.clock, t, now, "mqtt")
+            late = self._check_sequence(s, t, up, now)
             ctx = dispatch.Apply(s, self.host, t, up, now)
             p.reply = handler(ctx)
             p.outgoing = ctx.outgoing  # type: ignore[attr-defined]

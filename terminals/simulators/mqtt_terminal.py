@@ -102,6 +102,24 @@ def rfc3339(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
 
 
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def _rfc3339_epoch(epoch: float) -> str:
+    """rfc3339() of a time.time() value; the seconds part is formatted once per second."""
+    global _ts_cache
+    whole = int(epoch // 1)
+    cached_second, prefix = _ts_cache
+    if whole != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+        _ts_cache = (whole, prefix)
+    return f"{prefix}{int((epoch - whole) * 1000):03d}Z"
+
+
+# One encoder for every envelope: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def parse_rfc3339(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
@@ -998,8 +1016,8 @@ class SimTerminal:
         """Give the message the next seq, save NVRAM, then queue it for the broker."""
         seq = self._seq + 1
         self._seq = seq
-        envelope = {"v": 1, "seq": seq, "ts": rfc3339(self._now()), "type": type_, "body": body}
-        payload = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        envelope = {"v": 1, "seq": seq, "ts": _rfc3339_epoch(time.time() + self._clock_offset), "type": type_, "body": body}
+        payload = _encode(envelope).encode("utf-8")
         self._outbox[seq] = _Up(seq, type_, payload)
         heapq.heappush(self._queue, seq)
         if type_ in REPLY_TYPES:
