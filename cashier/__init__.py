@@ -1,0 +1,1 @@
+"""cashier: see docs/architecture.md; its services arrive with their issue."""

@@ -1,0 +1,1 @@
+"""players: see docs/architecture.md; its services arrive with their issue."""

@@ -1,0 +1,1 @@
+"""reports: see docs/architecture.md; its services arrive with their issue."""
