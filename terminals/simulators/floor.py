@@ -6,15 +6,19 @@ API); each loop also runs its terminals' logic and makes its share of the
 load: in "mix" mode `rate` up messages per second over the floor in the P1
 mix (game.end, meters, events); in "play" mode `rate` play steps per second
 (games, bills, vouchers, cards, handpays, doors) on random terminals.
-run_sim() is what `floorhost sim` calls.
+One Python process pushes what one core can (its GIL); ProcessFloor splits a
+floor over several processes for loads beyond that. run_sim() is what
+`floorhost sim` calls.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import random
 import re
+import signal
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -330,6 +334,188 @@ class _LoadShare:
                 return
 
 
+class ProcessFloor:
+    """A SimFloor split over `processes` child processes, with the same start/run/stop/stats.
+
+    Children are spawned (never forked: the parent may run threads) and each
+    runs a SimFloor over its slice of the terminals and of the rate.
+    """
+
+    def __init__(
+        self,
+        processes: int,
+        n: int,
+        broker_url: str,
+        egm_ids: Sequence[str] | None = None,
+        passwords: Mapping[str, str] | Sequence[str] | str | None = None,
+        rate: float = 0.0,
+        seed: int | None = None,
+        *,
+        prefix: str = "SIM",
+        **floor_options: Any,
+    ):
+        if processes < 1:
+            raise ValueError("processes must be at least 1")
+        if egm_ids is None:
+            if not _PREFIX_RE.match(prefix):
+                raise ValueError(f"prefix must be 1-26 chars of [A-Za-z0-9_-], not {prefix!r}")
+            egm_ids = [f"{prefix}{i:05d}" for i in range(1, n + 1)]
+        egm_ids = list(egm_ids)[:n]
+        if len(egm_ids) < n:
+            raise ValueError(f"{n} terminals asked for, {len(egm_ids)} egm_ids given")
+        self.n = n
+        self._rate = float(rate)
+        processes = min(processes, n)
+        bounds = [i * n // processes for i in range(processes + 1)]
+        self._slices = [egm_ids[bounds[i]:bounds[i + 1]] for i in range(processes)]
+        context = multiprocessing.get_context("spawn")
+        self._pipes = []
+        self._children = []
+        for i, ids in enumerate(self._slices):
+            if isinstance(passwords, Mapping):
+                part: Any = {egm_id: passwords[egm_id] for egm_id in ids if egm_id in passwords}
+            elif passwords is None or isinstance(passwords, str):
+                part = passwords
+            else:
+                part = list(passwords)[bounds[i]:bounds[i + 1]]
+            options = {
+                **floor_options,
+                "egm_ids": ids,
+                "passwords": part,
+                "rate": self._rate * len(ids) / n,
+                "seed": None if seed is None else seed * 1000 + i,
+            }
+            parent_end, child_end = context.Pipe()
+            child = context.Process(
+                target=_child_main, args=(child_end, len(ids), broker_url, options), name=f"sim-floor-{i}", daemon=True
+            )
+            self._pipes.append(parent_end)
+            self._children.append(child)
+        self._started = False
+        self._stopped = False
+        self._final: list[dict[str, Any] | None] = []
+
+    def start(self, timeout: float = 60.0) -> int:
+        if self._started:
+            return self.stats()["connected"]
+        self._started = True
+        for child in self._children:
+            child.start()
+        self._tell("start", timeout)
+        return sum(self._ask(pipe, timeout + 30) or 0 for pipe in self._pipes)
+
+    def _tell(self, command: str, arg: Any = None) -> None:
+        for pipe in self._pipes:
+            try:
+                pipe.send((command, arg))
+            except (BrokenPipeError, OSError):
+                log.warning("sim floor: a child process is gone")
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        self._rate = float(value)
+        for ids, pipe in zip(self._slices, self._pipes):
+            try:
+                pipe.send(("rate", self._rate * len(ids) / self.n))
+            except (BrokenPipeError, OSError):
+                log.warning("sim floor: a child process is gone")
+
+    def stats(self) -> dict[str, Any]:
+        """Counters summed over the children (after stop: their last counters)."""
+        if self._stopped:
+            parts = self._final
+        else:
+            self._tell("stats")
+            parts = [self._ask(pipe, 10.0) for pipe in self._pipes]
+        total: dict[str, Any] = {"terminals": self.n, "connected": 0, "generated": 0, "sent": 0, "acked": 0,
+                                 "replies": 0, "outbox": 0, "mix": {"game.end": 0, "meters": 0, "event": 0, "step": 0}}
+        for part in parts:
+            if not part:
+                continue
+            for key in ("connected", "generated", "sent", "acked", "replies", "outbox"):
+                total[key] += part[key]
+            for kind, value in part["mix"].items():
+                total["mix"][kind] += value
+        total["at"] = time.monotonic()
+        return total
+
+    def run(self, duration: float) -> dict[str, Any]:
+        self.start()
+        before = self.stats()
+        time.sleep(duration)
+        after = self.stats()
+        elapsed = after["at"] - before["at"]
+        window = {k: after[k] - before[k] for k in ("generated", "sent", "acked", "replies")}
+        return {
+            **after,
+            "window_s": elapsed,
+            "window": window,
+            "acked_per_s": window["acked"] / elapsed if elapsed > 0 else 0.0,
+            "generated_per_s": window["generated"] / elapsed if elapsed > 0 else 0.0,
+        }
+
+    def stop(self, graceful: bool = True, timeout: float = 10.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._started:
+            self._tell("stop", (graceful, timeout))
+            self._final = [self._ask(pipe, timeout + 5) for pipe in self._pipes]
+            for child in self._children:
+                child.join(5)
+                if child.is_alive():
+                    child.kill()
+                    child.join(1)
+        for pipe in self._pipes:
+            pipe.close()
+
+    def __enter__(self) -> ProcessFloor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @staticmethod
+    def _ask(pipe: Any, timeout: float) -> Any:
+        try:
+            if pipe.poll(timeout):
+                return pipe.recv()
+        except (EOFError, OSError):
+            pass
+        return None
+
+
+def _child_main(pipe: Any, n: int, broker_url: str, options: dict[str, Any]) -> None:
+    """One ProcessFloor child: a SimFloor obeying its parent's pipe until stop or the parent is gone."""
+    # Ctrl-C reaches the whole process group; the parent alone decides, through the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    floor = SimFloor(n, broker_url, **options)
+    try:
+        while True:
+            try:
+                command, arg = pipe.recv()
+            except EOFError:
+                return
+            if command == "start":
+                pipe.send(floor.start(timeout=arg))
+            elif command == "stats":
+                pipe.send(floor.stats())
+            elif command == "rate":
+                floor.rate = arg
+            elif command == "stop":
+                graceful, timeout = arg
+                floor.stop(graceful=graceful, timeout=timeout)
+                pipe.send(floor.stats())
+                return
+    finally:
+        floor.stop(graceful=False)
+
+
 def _password_for(passwords: Mapping[str, str] | Sequence[str] | str | None, egm_id: str, index: int) -> str | None:
     if passwords is None:
         return None
@@ -351,11 +537,13 @@ def run_sim(
     *,
     mode: str = "mix",
     meters_interval: float | None = None,
+    processes: int = 1,
     report_every: float = 10.0,
 ) -> int:
     """Run a simulated floor until duration passes or Ctrl-C, printing one summary line every
     report_every seconds. With credentials (egm_id → password) the floor uses those terminals
-    (the first `terminals` of them in sorted order). Returns the process exit code."""
+    (the first `terminals` of them in sorted order). processes > 1 splits the floor over child
+    processes (one Python process tops out near one core). Returns the process exit code."""
     egm_ids = None
     if credentials:
         egm_ids = sorted(credentials)
@@ -365,18 +553,21 @@ def run_sim(
     if terminals <= 0:
         print("sim: no terminals to run")
         return 2
+    options: dict[str, Any] = {
+        "egm_ids": egm_ids,
+        "passwords": credentials,
+        "rate": rate,
+        "state_dir": state_dir,
+        "prefix": prefix,
+        "mode": mode,
+        "meters_interval": meters_interval,
+    }
+    floor: SimFloor | ProcessFloor
     try:
-        floor = SimFloor(
-            terminals,
-            broker_url,
-            egm_ids=egm_ids,
-            passwords=credentials,
-            rate=rate,
-            state_dir=state_dir,
-            prefix=prefix,
-            mode=mode,
-            meters_interval=meters_interval,
-        )
+        if processes > 1:
+            floor = ProcessFloor(processes, terminals, broker_url, **options)
+        else:
+            floor = SimFloor(terminals, broker_url, **options)
     except ValueError as exc:
         print(f"sim: {exc}")
         return 2
@@ -428,4 +619,4 @@ def _summary(now: dict[str, Any], last: dict[str, Any], span: float) -> str:
     )
 
 
-__all__ = ["SimFloor", "run_sim"]
+__all__ = ["ProcessFloor", "SimFloor", "run_sim"]

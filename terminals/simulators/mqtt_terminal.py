@@ -9,9 +9,10 @@ packages. It drives the demo and the end-to-end tests, and SimFloor
 
 Threads: an MqttLoop does all paho I/O of one or many terminals with paho's
 external-loop API (loop_read / loop_write / loop_misc on a selector). Paho
-callbacks only append to the terminal's inbox; a Driver thread runs the
-terminal's logic (pump) under the terminal's lock, and public methods take the
-same lock, so tests may call them from any thread.
+callbacks only append to the terminal's inbox; the terminal's logic (pump)
+drains it under the terminal's lock, on a Driver thread for a lone terminal,
+or on the loop thread itself after each I/O pass for a floor. Public methods
+take the same lock, so tests may call them from any thread.
 """
 
 from __future__ import annotations
@@ -747,7 +748,8 @@ class SimTerminal:
     @property
     def hello_pending(self) -> bool:
         """True until the host answered this connection's hello."""
-        return any(r.type == "hello" for r in list(self._requests.values())) or not self._connected
+        with self._lock:
+            return not self._connected or any(r.type == "hello" for r in self._requests.values())
 
     @property
     def credits_cents(self) -> int:
@@ -1125,7 +1127,8 @@ class SimTerminal:
         self._send_hello()
         if self.meters_interval:
             self.send_meters()
-            self._next_meters = time.monotonic() + self.meters_interval
+            # A random phase, so a floor that connected together does not report together.
+            self._next_meters = time.monotonic() + self.meters_interval * self._rng.uniform(0.5, 1.5)
         if self.play_interval:
             self._next_play = time.monotonic() + self.play_interval
 

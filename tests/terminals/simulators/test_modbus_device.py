@@ -275,7 +275,11 @@ def test_async_start_and_async_client():
             client.close()
             await device.stop()
 
-    meters = asyncio.run(scenario())
+    # A loop of its own in a thread: Playwright's sync API (browser tests) may own this thread's loop.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        meters = pool.submit(asyncio.run, scenario()).result(timeout=30)
     assert meters["games_played"] == 4 and meters["coin_in_cents"] == 100
 
 

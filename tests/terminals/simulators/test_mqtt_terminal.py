@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from terminals.simulators.floor import SimFloor
+from terminals.simulators.floor import ProcessFloor, SimFloor
 from terminals.simulators.mqtt_terminal import METER_NAMES, SimTerminal, canonical_sha256
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -37,10 +37,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def broker_url(tmp_path_factory):
-    port = _free_port()
-    conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
+def _start_mosquitto(directory, port: int) -> subprocess.Popen:
+    conf = directory / f"mosquitto-{port}.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
@@ -53,12 +51,18 @@ def broker_url(tmp_path_factory):
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 pytest.fail("mosquitto did not start")
             time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def broker_url(tmp_path_factory):
+    port = _free_port()
+    proc = _start_mosquitto(tmp_path_factory.mktemp("mosquitto"), port)
     yield f"mqtt://127.0.0.1:{port}"
     proc.kill()
     proc.wait(5)
@@ -464,6 +468,43 @@ def test_config_push_is_verified_installed_or_rejected(host, make_sim):
     assert states("dep-refused")[1] == ("rejected", "rejected_by_terminal")
 
 
+def test_a_terminal_booted_before_its_broker_keeps_trying_and_replays(tmp_path):
+    port = _free_port()
+    url = f"mqtt://127.0.0.1:{port}"
+    sim = SimTerminal("T-EARLY", url, state_dir=tmp_path, meters_interval=None, reply_timeout=0.4)
+    proc = None
+    try:
+        time.sleep(0.3)
+        assert not sim.connected
+        early = [sim.send_event("power.on"), sim.send_meters()]
+        proc = _start_mosquitto(tmp_path, port)
+        host = FakeHost(url)
+        try:
+            assert sim.wait_for(lambda: sim.connected and sim.state["enabled"], 10)
+            assert host.wait(lambda: host.messages("T-EARLY", "hello"))
+            seqs = _seqs(host.messages("T-EARLY"))
+            assert seqs[:2] == early and seqs[2] == host.messages("T-EARLY", "hello")[0]["seq"]
+            # The broker goes away and comes back: the terminal reconnects by itself.
+            proc.kill()
+            proc.wait(5)
+            assert sim.wait_for(lambda: not sim.connected, 15)
+            sim.send_event("printer.paper_low")
+            proc = _start_mosquitto(tmp_path, port)
+        finally:
+            host.close()
+        host = FakeHost(url)
+        try:
+            assert host.wait(lambda: host.messages("T-EARLY", "hello"), 15)
+            assert [m["type"] for m in host.messages("T-EARLY")][:2] == ["event", "hello"]
+        finally:
+            host.close()
+    finally:
+        sim.stop(graceful=False, timeout=2)
+        if proc is not None:
+            proc.kill()
+            proc.wait(5)
+
+
 def _floor_counts(host: FakeHost, prefix: str) -> dict[str, int]:
     counted: dict[str, int] = defaultdict(int)
     with host.lock:
@@ -497,3 +538,16 @@ def test_floor_of_200_connects_and_sends_at_the_given_rate(host, broker_url):
     finally:
         floor.stop(timeout=5)
     assert floor.connected == 0
+
+
+def test_process_floor_splits_terminals_and_rate_over_processes(host, broker_url):
+    floor = ProcessFloor(2, 20, broker_url, rate=100.0, prefix="PF", seed=5)
+    try:
+        assert floor.start(timeout=20) == 20
+        assert host.wait(lambda: _floor_counts(host, "PF")["hello"] == 20, 10)
+        stats = floor.run(2.0)
+        assert 70 <= stats["acked_per_s"] <= 130, stats
+    finally:
+        floor.stop(timeout=5)
+    final = floor.stats()
+    assert final["connected"] == 0 and final["acked"] >= 200
