@@ -20,7 +20,8 @@
 
 FH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FH_VENV="$FH_ROOT/.venv"
-FH_PG_DEFAULT_URL="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+FH_PG_PORT=5432  # the port the tests' default URL uses and the local Debian cluster must serve
+FH_PG_DEFAULT_URL="postgresql+psycopg://postgres@127.0.0.1:$FH_PG_PORT/postgres"
 FH_PG_URL="${FLOORHOST_TEST_PG_URL:-$FH_PG_DEFAULT_URL}"
 FH_CHROMIUM=/usr/bin/chromium
 FH_MOSQUITTO="${FLOORHOST_TEST_MOSQUITTO:-/usr/sbin/mosquitto}"
@@ -232,12 +233,18 @@ fh_pg_clusters() {
     pg_lsclusters -h 2>/dev/null | awk '{print $1, $2, $3, $4}'
 }
 
+# Debian's server package: a postgres binary and postgresql-common's cluster tools.
+fh_pg_server_installed() {
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && command -v pg_ctlcluster >/dev/null 2>&1 \
+        && command -v pg_createcluster >/dev/null 2>&1
+}
+
 fh_pg_wait_ready() {
     local i
     for ((i = 0; i < 60; i++)); do
         if command -v pg_isready >/dev/null 2>&1; then
-            pg_isready -q -h 127.0.0.1 -p 5432 && return 0
-        elif fh_port_open 127.0.0.1 5432; then
+            pg_isready -q -h 127.0.0.1 -p "$FH_PG_PORT" && return 0
+        elif fh_port_open 127.0.0.1 "$FH_PG_PORT"; then
             return 0
         fi
         sleep 1
@@ -248,7 +255,7 @@ fh_pg_wait_ready() {
 # Make host lines for 127.0.0.1/32 and ::1/128 trust in a cluster's pg_hba.conf, then reload it.
 fh_pg_trust_localhost() {
     local ver="$1" name="$2" hba
-    hba="$(fh_as_postgres psql -X -q -p 5432 -Atc 'SHOW hba_file' 2>/dev/null || true)"
+    hba="$(fh_as_postgres psql -X -q -p "$FH_PG_PORT" -Atc 'SHOW hba_file' 2>/dev/null || true)"
     [[ -n "$hba" ]] || hba="/etc/postgresql/$ver/$name/pg_hba.conf"
     fh_as_root test -f "$hba" || fh_die "cannot find pg_hba.conf of cluster $ver/$name"
     fh_log "PostgreSQL: trusting local TCP connections (127.0.0.1/32, ::1/128) in $hba"
@@ -266,7 +273,7 @@ fh_pg_trust_localhost() {
     sleep 1
 }
 
-# A PostgreSQL on 127.0.0.1:5432 that user postgres reaches without a password and may create databases in.
+# A PostgreSQL on 127.0.0.1:5432 (FH_PG_PORT) that user postgres reaches without a password and may create databases in.
 fh_ensure_postgres() {
     local why
     if why="$(fh_pg_check)"; then
@@ -277,28 +284,28 @@ fh_ensure_postgres() {
         fh_die "PostgreSQL at FLOORHOST_TEST_PG_URL=$FH_PG_URL is not usable: $why"
     fi
 
-    local line ver name port status
-    if ! fh_port_open 127.0.0.1 5432; then
+    local line ver name status
+    if ! fh_port_open 127.0.0.1 "$FH_PG_PORT"; then
         # Nothing listens: install the server if needed, make a cluster if there is none, start it.
         if [[ -z "$(fh_pg_clusters)" ]]; then
-            if ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || ! command -v pg_ctlcluster >/dev/null 2>&1; then
+            if ! fh_pg_server_installed; then
                 fh_apt_install postgresql
             fi
             if [[ -z "$(fh_pg_clusters)" ]]; then
-                ver="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+                ver="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)"
                 fh_log "PostgreSQL: creating cluster $ver/main"
                 fh_as_root pg_createcluster "$ver" main >/dev/null || fh_die "pg_createcluster $ver main failed"
             fi
         fi
-        line="$(fh_pg_clusters | awk '$3 == 5432' | head -n 1)"
-        [[ -n "$line" ]] || fh_die "no PostgreSQL cluster is set up for port 5432 (pg_lsclusters: $(fh_pg_clusters | tr '\n' ';'))"
-        read -r ver name port status <<<"$line"
+        line="$(fh_pg_clusters | awk -v port="$FH_PG_PORT" '$3 == port' | head -n 1)"
+        [[ -n "$line" ]] || fh_die "no PostgreSQL cluster is set up for port $FH_PG_PORT (pg_lsclusters: $(fh_pg_clusters | tr '\n' ';'))"
+        read -r ver name _ status <<<"$line"
         if [[ "$status" != online* ]]; then
             fh_log "PostgreSQL: starting cluster $ver/$name"
             fh_as_root pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start \
                 || fh_die "could not start PostgreSQL cluster $ver/$name (see /var/log/postgresql/postgresql-$ver-$name.log)"
         fi
-        fh_pg_wait_ready || fh_die "PostgreSQL cluster $ver/$name did not become ready on 127.0.0.1:5432 within 60 s"
+        fh_pg_wait_ready || fh_die "PostgreSQL cluster $ver/$name did not become ready on 127.0.0.1:$FH_PG_PORT within 60 s"
         why="$(fh_pg_check)" && { fh_log "PostgreSQL: ${FH_PG_URL} is ready"; return 0; }
     else
         fh_pg_wait_ready || true
@@ -306,13 +313,13 @@ fh_ensure_postgres() {
     fi
 
     # Something listens but refuses us: if it is a local Debian cluster, let user postgres in over TCP.
-    line="$(fh_pg_clusters | awk '$3 == 5432 && $4 ~ /^online/' | head -n 1)"
+    line="$(fh_pg_clusters | awk -v port="$FH_PG_PORT" '$3 == port && $4 ~ /^online/' | head -n 1)"
     if [[ -n "$line" ]] && [[ "$why" == *password* || "$why" == *pg_hba.conf* || "$why" == *authentication* ]]; then
-        read -r ver name port status <<<"$line"
+        read -r ver name _ status <<<"$line"
         fh_pg_trust_localhost "$ver" "$name"
         why="$(fh_pg_check)" && { fh_log "PostgreSQL: ${FH_PG_URL} is ready"; return 0; }
     fi
-    fh_die "PostgreSQL on 127.0.0.1:5432 is not usable by the tests ($why): it must let user postgres connect over TCP without a password and create databases"
+    fh_die "PostgreSQL on 127.0.0.1:$FH_PG_PORT is not usable by the tests ($why): it must let user postgres connect over TCP without a password and create databases"
 }
 
 # --- command line ------------------------------------------------------------------------------
@@ -321,8 +328,8 @@ fh_setup_main() {
     local extra="" services=0 arg
     for arg in "$@"; do
         case "$arg" in
-            --test) extra=test ;;
-            --services) extra=test; services=1 ;;
+            --test) extra="test" ;;
+            --services) extra="test"; services=1 ;;
             -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
             *) fh_die "unknown option: $arg (try --help)" ;;
         esac

@@ -135,7 +135,8 @@ def histogram_buckets(metrics: dict, name: str) -> list[tuple[float, float]]:
 
 
 def histogram_quantile(q: float, before: dict, after: dict, name: str) -> float | None:
-    """The q-quantile of what a histogram observed between two scrapes (Prometheus's linear interpolation)."""
+    """The q-quantile of what a histogram observed between two scrapes (Prometheus's linear interpolation);
+    inf when it lies beyond the last finite bucket."""
     b = dict(histogram_buckets(before, name))
     buckets = [(le, c - b.get(le, 0.0)) for le, c in histogram_buckets(after, name)]
     if not buckets or buckets[-1][1] <= 0:
@@ -145,7 +146,7 @@ def histogram_quantile(q: float, before: dict, after: dict, name: str) -> float 
     for le, c in buckets:
         if c >= rank:
             if le == float("inf"):
-                return prev_le  # beyond the last finite bucket: the best we can say is "at least this"
+                return float("inf")  # beyond the last finite bucket: only "more than prev_le" is known
             return prev_le + (le - prev_le) * ((rank - prev_c) / (c - prev_c) if c > prev_c else 1.0)
         prev_le, prev_c = le, c
     return None
@@ -313,7 +314,7 @@ def measure_baseline(broker, seconds: float, warmup: float = 3.0, size: int = 22
 
 _HEADER = """# Benchmarks
 
-Figures from `scripts/bench/` (docs/../spec: performance.md). Machines here are shared
+Figures measured by `scripts/bench/` against the performance spec (P1–P7). Machines here are shared
 and noisy, so each figure is a ratio against a baseline measured in the same run, with
 the absolute numbers beside it. Each section is rewritten by the script that measures it;
 re-run the command shown to refresh it.

@@ -23,8 +23,11 @@ Figures: applied msgs/s from /metrics (floorhost_terminal_messages_total{result=
 between two scrapes after warm-up; p99 apply latency from the
 floorhost_gateway_apply_latency_seconds buckets over the same window (receipt by the host's
 paho thread -> commit; time spent queued in the broker is not in it); host RSS (VmRSS) at the
-start and end of the window. Then kill -9, restart, drain, and count terminal_messages rows of
-this run's terminals against the messages the generator got PUBACKs for.
+start and end of the window. At saturation that latency is only the in-flight window divided by
+the throughput, so the generator then offers half the measured rate for --latency-seconds and
+p50/p99 are read again. Then, still at half load, kill -9, restart, drain, and count
+terminal_messages rows of this run's terminals against the messages the generator got PUBACKs
+for (per terminal too: rows == highest seq). Where the host's time goes: scripts.bench.p1_profile.
 """
 from __future__ import annotations
 
@@ -48,23 +51,99 @@ APPLIED = "floorhost_terminal_messages_total"
 LATENCY = "floorhost_gateway_apply_latency_seconds"
 
 # generator counters (a shared array of int64): what it published, what the broker PUBACKed,
-# and what the host has applied so far (written by the bench from /metrics, read by the generator)
-PUBLISHED, ACKED, CONSUMED = 0, 1, 2
+# what the host has applied so far (written by the bench from /metrics, read by the generator),
+# and the target rate in msgs/s (0: as fast as the backlog bound allows; the bench may change it)
+PUBLISHED, ACKED, CONSUMED, RATE = 0, 1, 2, 3
 
 
 # ---- the load generator (its own process) -------------------------------------------------------
 
+class MixSource:
+    """The P1 message mix for a set of terminals: a hello each, then 70 % game.end, 20 % meters,
+    10 % events (bills, door open/close), with increasing seqs and consistent meters per terminal."""
+
+    def __init__(self, egm_ids: list[str], software: dict, topic_root: str = "sbg/v1", seed: int = 1):
+        from protocols.mqtt import METER_NAMES
+
+        self.rng = random.Random(seed)
+        self.egm_ids = list(egm_ids)
+        self.software = software
+        n = len(self.egm_ids)
+        self.topics = [f"{topic_root}/egm/{e}/up" for e in self.egm_ids]
+        self.seqs = [0] * n
+        self.credits = [100_000] * n
+        self.door_open = [False] * n
+        self.meters = [{m: 0 for m in METER_NAMES} for _ in range(n)]
+        self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        self._ts = (0.0, "")
+
+    def ts(self) -> str:
+        import datetime as dt
+
+        from protocols.mqtt import format_ts
+
+        now = time.time()
+        if now - self._ts[0] > 0.001:
+            self._ts = (now, format_ts(dt.datetime.fromtimestamp(now, dt.timezone.utc)))
+        return self._ts[1]
+
+    def envelope(self, i: int, type_: str, body: dict) -> bytes:
+        self.seqs[i] += 1
+        return self._dumps({"v": 1, "seq": self.seqs[i], "ts": self.ts(), "type": type_, "body": body}).encode()
+
+    def hello(self, i: int) -> tuple[str, bytes]:
+        body = {"manufacturer": "Bench", "model": "P1", "serial": f"SN-{self.egm_ids[i]}", "denoms_cents": [1, 5, 25],
+                "software": self.software, "config": {"deployment_id": None, "sha256": None}}
+        return self.topics[i], self.envelope(i, "hello", body)
+
+    def next(self) -> tuple[str, bytes]:
+        i = self.rng.randrange(len(self.egm_ids))
+        r = self.rng.random()
+        return self.topics[i], (self._game(i) if r < 0.7 else self._meters(i) if r < 0.9 else self._event(i))
+
+    def _game(self, i: int) -> bytes:
+        m, rng = self.meters[i], self.rng
+        wager = 50
+        win = 0 if rng.random() < 0.7 else 25 * rng.randrange(1, 9)
+        if self.credits[i] < wager:
+            self.credits[i] += 10_000
+            m["bills_in_cents"] += 10_000
+        self.credits[i] += win - wager
+        m["coin_in_cents"] += wager
+        m["coin_out_cents"] += win
+        m["games_played"] += 1
+        m["games_won"] += win > 0
+        return self.envelope(i, "game.end", {"game": {"theme": "Gems", "paytable_id": "PT1"}, "denom_cents": 1,
+                                             "wager_cents": wager, "win_cents": win,
+                                             "credits_after_cents": self.credits[i]})
+
+    def _meters(self, i: int) -> bytes:
+        m = self.meters[i]
+        m["current_credits_cents"] = self.credits[i]
+        return self.envelope(i, "meters", {"meters": dict(m)})
+
+    def _event(self, i: int) -> bytes:
+        if self.door_open[i]:
+            self.door_open[i] = False
+            return self.envelope(i, "event", {"code": "door.main.closed", "detail": {}})
+        if self.rng.random() < 0.3:
+            self.door_open[i] = True
+            self.meters[i]["door_open_count"] += 1
+            return self.envelope(i, "event", {"code": "door.main.open", "detail": {}})
+        amount = self.rng.choice((500, 1000, 2000, 5000))
+        self.credits[i] += amount
+        self.meters[i]["bills_in_cents"] += amount
+        return self.envelope(i, "event", {"code": "bill.accepted", "detail": {"amount_cents": amount}})
+
+
 def generator_main(url: str, topic_root: str, egm_ids: list[str], software: dict, counters, stop, started,
-                   max_backlog: int, rate: float, seed: int, result_q) -> None:
+                   max_backlog: int, seed: int, result_q) -> None:
     """One paho connection publishing for all of this run's terminals (the broker is anonymous)."""
-    import datetime as dt
     from urllib.parse import urlparse
 
     import paho.mqtt.client as mqtt
 
-    from protocols.mqtt import METER_NAMES, format_ts
-
-    rng = random.Random(seed)
+    src = MixSource(egm_ids, software, topic_root, seed)
     u = urlparse(url)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-gen-{os.getpid()}", clean_session=True)
     window = 1000
@@ -77,64 +156,10 @@ def generator_main(url: str, topic_root: str, egm_ids: list[str], software: dict
 
     c.on_publish = on_publish
     common._connect(c, u.hostname, u.port)
-
     n = len(egm_ids)
-    topics = [f"{topic_root}/egm/{e}/up" for e in egm_ids]
-    seqs = [0] * n
-    credits = [100_000] * n
-    door_open = [False] * n
-    meters = [{m: 0 for m in METER_NAMES} for _ in range(n)]
-    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    ts_cache = [0.0, ""]
-
-    def ts() -> str:
-        now = time.time()
-        if now - ts_cache[0] > 0.001:
-            ts_cache[0], ts_cache[1] = now, format_ts(dt.datetime.fromtimestamp(now, dt.timezone.utc))
-        return ts_cache[1]
-
-    def envelope(i: int, type_: str, body: dict) -> bytes:
-        seqs[i] += 1
-        return dumps({"v": 1, "seq": seqs[i], "ts": ts(), "type": type_, "body": body}).encode()
-
-    def game(i: int) -> bytes:
-        m = meters[i]
-        wager = 50
-        win = 0 if rng.random() < 0.7 else 25 * rng.randrange(1, 9)
-        if credits[i] < wager:
-            credits[i] += 10_000
-            m["bills_in_cents"] += 10_000
-        credits[i] += win - wager
-        m["coin_in_cents"] += wager
-        m["coin_out_cents"] += win
-        m["games_played"] += 1
-        m["games_won"] += win > 0
-        return envelope(i, "game.end", {"game": {"theme": "Gems", "paytable_id": "PT1"}, "denom_cents": 1,
-                                        "wager_cents": wager, "win_cents": win, "credits_after_cents": credits[i]})
-
-    def meter(i: int) -> bytes:
-        m = meters[i]
-        m["current_credits_cents"] = credits[i]
-        return envelope(i, "meters", {"meters": dict(m)})
-
-    def event(i: int) -> bytes:
-        if door_open[i]:
-            door_open[i] = False
-            return envelope(i, "event", {"code": "door.main.closed", "detail": {}})
-        if rng.random() < 0.3:
-            door_open[i] = True
-            meters[i]["door_open_count"] += 1
-            return envelope(i, "event", {"code": "door.main.open", "detail": {}})
-        amount = rng.choice((500, 1000, 2000, 5000))
-        credits[i] += amount
-        meters[i]["bills_in_cents"] += amount
-        return envelope(i, "event", {"code": "bill.accepted", "detail": {"amount_cents": amount}})
-
-    hello_body = {"manufacturer": "Bench", "model": "P1", "serial": "", "denoms_cents": [1, 5, 25],
-                  "software": software, "config": {"deployment_id": None, "sha256": None}}
     sent = 0
 
-    def publish(i: int, payload: bytes) -> None:
+    def publish(topic: str, payload: bytes) -> None:
         nonlocal sent
         # Keep paho's own queue short; and keep the broker's backlog for the host bounded.
         while sent - acked[0] >= 2 * window or (max_backlog and sent - counters[CONSUMED] >= max_backlog):
@@ -142,24 +167,26 @@ def generator_main(url: str, topic_root: str, egm_ids: list[str], software: dict
                 break
             counters[ACKED] = acked[0]
             time.sleep(0.001)
-        c.publish(topics[i], payload, qos=1)
+        c.publish(topic, payload, qos=1)
         sent += 1
         if sent % 256 == 0:
             counters[PUBLISHED], counters[ACKED] = sent, acked[0]
 
     for i in range(n):
-        publish(i, envelope(i, "hello", {**hello_body, "serial": f"SN-{egm_ids[i]}"}))
+        publish(*src.hello(i))
     started.set()
-    t0 = time.monotonic()
+    credit, last = 0.0, time.monotonic()
     while not stop.is_set():
-        if rate > 0:
-            ahead = (sent - n) / rate - (time.monotonic() - t0)
-            if ahead > 0.001:
-                time.sleep(ahead)
+        rate = counters[RATE]
+        if rate > 0:  # token bucket, at most 50 ms of burst
+            now = time.monotonic()
+            credit = min(credit + (now - last) * rate, max(1.0, rate * 0.05))
+            last = now
+            if credit < 1:
+                time.sleep(0.001)
                 continue
-        i = rng.randrange(n)
-        r = rng.random()
-        publish(i, game(i) if r < 0.7 else meter(i) if r < 0.9 else event(i))
+            credit -= 1
+        publish(*src.next())
     counters[PUBLISHED] = sent
     deadline = time.monotonic() + 120
     while acked[0] < sent and time.monotonic() < deadline:
@@ -168,7 +195,7 @@ def generator_main(url: str, topic_root: str, egm_ids: list[str], software: dict
     counters[ACKED] = acked[0]
     c.disconnect()
     c.loop_stop()
-    result_q.put({"published": sent, "acked": acked[0], "seqs": dict(zip(egm_ids, seqs))})
+    result_q.put({"published": sent, "acked": acked[0], "seqs": dict(zip(egm_ids, src.seqs))})
 
 
 # ---- setup ---------------------------------------------------------------------------------------
@@ -288,14 +315,15 @@ def run(args) -> dict[str, Any]:
         host = common.HostProcess(instance, database_url, broker.url, http_port, work / "host.log")
         host.start()
 
-        counters = ctx.Array("q", 3, lock=False)
+        counters = ctx.Array("q", 4, lock=False)
+        counters[RATE] = int(args.rate)
         stop, started, result_q = ctx.Event(), ctx.Event(), ctx.Queue()
         scraper = Scraper(counters)
         scraper.switch(host)
         scraper.start()
         gen = ctx.Process(target=generator_main, daemon=True,
                           args=(broker.url, "sbg/v1", egm_ids, software, counters, stop, started,
-                                args.max_backlog, args.rate, 1, result_q))
+                                args.max_backlog, 1, result_q))
         gen.start()
         if not started.wait(60):
             raise RuntimeError("generator did not start")
@@ -324,6 +352,29 @@ def run(args) -> dict[str, Any]:
         print(f"P1 window applied={applied:.0f} in {elapsed:.1f}s offered={res['offered_msgs_per_s']:.0f}/s "
               f"backlog_end={res['backlog_end']} batch_mean={res['batch_mean']} "
               f"host_cpu={res['host_cpu_pct']:.0f}%", flush=True)
+
+        # Latency below saturation: at a saturated host the apply latency is only the broker's
+        # in-flight window divided by the throughput (Little's law). Offer half of what was just
+        # measured, let the backlog drain, then read the histogram again.
+        if args.latency_seconds > 0 and applied > 0:
+            counters[RATE] = max(1, int(0.5 * applied / elapsed))
+            deadline = time.monotonic() + 300
+            while counters[PUBLISHED] - counters[CONSUMED] > max(2 * counters[RATE], 500) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(2.0)
+            m3, t3 = common.scrape(host.url), time.monotonic()
+            time.sleep(args.latency_seconds)
+            m4, t4 = common.scrape(host.url), time.monotonic()
+            res.update(
+                half_rate=counters[RATE],
+                half_applied_per_s=(common.sample(m4, APPLIED, result="applied")
+                                    - common.sample(m3, APPLIED, result="applied")) / (t4 - t3),
+                half_p50_apply_ms=_ms(common.histogram_quantile(0.50, m3, m4, LATENCY)),
+                half_p99_apply_ms=_ms(common.histogram_quantile(0.99, m3, m4, LATENCY)),
+            )
+            print(f"P1 at half load: offered={res['half_rate']}/s applied={res['half_applied_per_s']:.0f}/s "
+                  f"p50={_fmt(res['half_p50_apply_ms'], 1)}ms p99={_fmt(res['half_p99_apply_ms'], 1)}ms", flush=True)
 
         # kill -9 mid-load, restart on the same instance and broker session, let it drain
         time.sleep(1.0)
@@ -386,8 +437,12 @@ def run(args) -> dict[str, Any]:
     return res
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
+def _ms(seconds: float | None) -> float | str | None:
+    if seconds is None:
+        return None
+    if seconds == float("inf"):
+        return ">5000"  # beyond the histogram's last finite bucket (5 s)
+    return seconds * 1000
 
 
 def _mean(m0: dict, m1: dict, name: str) -> float | None:
@@ -411,7 +466,9 @@ def summary_lines(r: dict) -> list[str]:
         f"P1 baseline_qos1_msgs_per_s={_fmt(r['baseline_qos1_msgs_per_s'])} "
         f"(before={_fmt(r['baseline_before'])} after={_fmt(r.get('baseline_after'))})",
         f"P1 host_applied_msgs_per_s={_fmt(r['host_applied_msgs_per_s'])} ratio={r['ratio']:.3f} target>=0.5 {verdict}",
-        f"P1 p99_apply_ms={_fmt(r['p99_apply_ms'], 1)} p50_apply_ms={_fmt(r['p50_apply_ms'], 1)}",
+        f"P1 p99_apply_ms={_fmt(r['p99_apply_ms'], 1)} p50_apply_ms={_fmt(r['p50_apply_ms'], 1)} (saturated; "
+        f"at half load {_fmt(r.get('half_rate'))}/s: p99_apply_ms={_fmt(r.get('half_p99_apply_ms'), 1)} "
+        f"p50_apply_ms={_fmt(r.get('half_p50_apply_ms'), 1)})",
         f"P1 rss_mb_start={_fmt(r['rss_mb_start'], 1)} rss_mb_end={_fmt(r['rss_mb_end'], 1)}",
         f"P1 lost_after_kill={r['lost_after_kill']} rows={r['ledger_rows']} expected={r['expected_rows']} "
         f"short_terminals={r['short_terminals']} duplicates_after_restart={_fmt(r['duplicates_after_restart'])} "
@@ -434,13 +491,19 @@ def doc_section(r: dict, note: str) -> str:
         ("**ratio** (target ≥ 0.5)", f"**{r['ratio']:.3f} — {verdict}**"),
         ("offered by the generator during the window", f"{_fmt(r['offered_msgs_per_s'])} msg/s "
          f"(backlog at the end {r['backlog_end']}: {'host saturated' if r['backlog_end'] > 1000 else 'host NOT saturated'})"),
-        ("apply latency (host receipt → commit) p50 / p99", f"{_fmt(r['p50_apply_ms'], 1)} / {_fmt(r['p99_apply_ms'], 1)} ms"),
+        ("apply latency (host receipt → commit) p50 / p99, saturated",
+         f"{_fmt(r['p50_apply_ms'], 1)} / {_fmt(r['p99_apply_ms'], 1)} ms (≈ the broker's in-flight window"
+         f"{f' ({common.BENCH_INFLIGHT})' if r['broker'] == 'mosquitto' else ''} ÷ throughput)"),
+        (f"apply latency p50 / p99 at half load ({_fmt(r.get('half_rate'))} msg/s offered, "
+         f"{_fmt(r.get('half_applied_per_s'))} applied)",
+         f"{_fmt(r.get('half_p50_apply_ms'), 1)} / {_fmt(r.get('half_p99_apply_ms'), 1)} ms"),
         ("mean batch size / mean batch time", f"{_fmt(r['batch_mean'], 1)} msgs / "
          f"{_fmt(None if r['batch_seconds_mean'] is None else r['batch_seconds_mean'] * 1000, 1)} ms"),
         ("host CPU during the window", f"{_fmt(r['host_cpu_pct'])} % of one core"),
         ("host RSS start → end of window", f"{_fmt(r['rss_mb_start'], 1)} → {_fmt(r['rss_mb_end'], 1)} MiB"),
-        ("kill -9 mid-load, restart, drain: lost", f"{r['lost_after_kill']} — {lost} "
-         f"({r['ledger_rows']} ledger rows = {r['expected_rows']} PUBACKed by the broker; "
+        ("kill -9 mid-load (at half load), restart, drain: lost", f"{r['lost_after_kill']} — {lost} "
+         f"({r['ledger_rows']} ledger rows {'=' if r['ledger_rows'] == r['expected_rows'] else '≠'} "
+         f"{r['expected_rows']} PUBACKed by the broker, {r['short_terminals']} terminals short; "
          f"{_fmt(r['duplicates_after_restart'])} redelivered duplicates dropped; drain {r['drain_s']:.1f} s)"),
         ("terminals registered (service calls, 100 per transaction)", f"{_fmt(r['register_per_s'])} /s"),
     ]
@@ -469,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--baseline-seconds", type=float, default=10.0)
     p.add_argument("--no-baseline-after", dest="baseline_after", action="store_false")
+    p.add_argument("--latency-seconds", type=float, default=15.0,
+                   help="after the window, measure apply latency this long at half the measured rate (0: skip)")
     p.add_argument("--after-kill", type=float, default=5.0, help="seconds of load after the restart")
     p.add_argument("--drain-stall", type=float, default=30.0, help="give up draining after this long without progress")
     p.add_argument("--note", default="", help="a line added to the docs section")
