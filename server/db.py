@@ -123,17 +123,80 @@ class Database:
         self.engine.dispose()
 
 
-def upsert_add(session: Session, table, keys: dict, adds: dict, sets: dict | None = None,
-               inserts: dict | None = None) -> None:
-    """INSERT a row, or on key conflict add `adds` to its columns and overwrite `sets` (SQLite and PostgreSQL).
+class BulkWriter:
+    """Append-only rows and per-day sums, written at once or, inside `bulk()`, in a few statements at the end.
 
-    `inserts` are columns written only when the row is new (e.g. a day's opening values).
+    The gateway applies a thousand messages in one transaction: one INSERT per row and one
+    upsert per game would spend its time in SQLAlchemy, not in the database. Services call
+    `writer(session)` and do not care which mode they are in; `cache` is their scratch space
+    for values written but not yet visible to queries (e.g. a terminal's last meters).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).values(**keys, **adds, **(sets or {}), **(inserts or {}))
-    update = {c: table.c[c] + stmt.excluded[c] for c in adds}
-    update.update({c: stmt.excluded[c] for c in (sets or {})})
-    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update))
+
+    def __init__(self, session: Session, deferred: bool):
+        self.session = session
+        self.deferred = deferred
+        self.cache: dict = {}
+        self._rows: dict = {}
+        self._sums: dict = {}
+
+    def insert(self, table, row: dict) -> None:
+        if self.deferred:
+            self._rows.setdefault(table, []).append(row)
+        else:
+            self.session.execute(table.insert(), [row])
+
+    def insert_many(self, table, rows: list[dict]) -> None:
+        if self.deferred:
+            self._rows.setdefault(table, []).extend(rows)
+        elif rows:
+            self.session.execute(table.insert(), rows)
+
+    def add_sums(self, table, keys: dict, adds: dict, sets: dict | None = None, inserts: dict | None = None) -> None:
+        """On the row named by `keys`: add `adds`, overwrite `sets`, and write `inserts` only when the row is new."""
+        if not self.deferred:
+            self._upsert(table, list(keys), list(adds), list(sets or {}), [{**keys, **adds, **(sets or {}), **(inserts or {})}])
+            return
+        bucket = self._sums.setdefault((table, tuple(keys), tuple(adds), tuple(sets or {}), tuple(inserts or {})), {})
+        k = tuple(keys.values())
+        row = bucket.get(k)
+        if row is None:
+            bucket[k] = {**keys, **adds, **(sets or {}), **(inserts or {})}
+        else:
+            for c, v in adds.items():
+                row[c] += v
+            row.update(sets or {})
+
+    def flush(self) -> None:
+        for table, rows in self._rows.items():
+            self.session.execute(table.insert(), rows)
+        for (table, keys, adds, sets, _inserts), bucket in self._sums.items():
+            self._upsert(table, list(keys), list(adds), list(sets), list(bucket.values()))
+        self._rows.clear()
+        self._sums.clear()
+
+    def _upsert(self, table, keys: list, adds: list, sets: list, rows: list[dict]) -> None:
+        if self.session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table)
+        update = {c: table.c[c] + stmt.excluded[c] for c in adds}
+        update.update({c: stmt.excluded[c] for c in sets})
+        self.session.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
+
+
+def writer(session: Session) -> BulkWriter:
+    """The session's deferred writer inside `bulk()`, else one that writes at once."""
+    return session.info.get("bulk_writer") or BulkWriter(session, deferred=False)
+
+
+@contextlib.contextmanager
+def bulk(session: Session) -> Iterator[BulkWriter]:
+    """Defers append-only rows and sums to one flush at the end of the block (before the caller commits)."""
+    w = BulkWriter(session, deferred=True)
+    session.info["bulk_writer"] = w
+    try:
+        yield w
+        w.flush()
+    finally:
+        session.info.pop("bulk_writer", None)

@@ -23,6 +23,8 @@ class Metrics:
                                  registry=self.registry)
         self.batch_size = Histogram("floorhost_gateway_batch_size", "Messages per committed batch",
                                     buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500), registry=self.registry)
+        self.db_retries = Counter("floorhost_gateway_db_retries", "Batches retried because the database was away",
+                                  registry=self.registry)
         self.serial_errors = Counter("floorhost_serial_errors", "SAS line errors by kind", ["line", "kind"],
                                      registry=self.registry)
         self.modbus_errors = Counter("floorhost_modbus_errors", "Modbus poll errors by kind", ["kind"],

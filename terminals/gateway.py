@@ -20,16 +20,18 @@ import queue
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from sqlalchemy import select, tuple_
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from protocols.mqtt import EnvelopeError, Limits, Up, decode_status, decode_up, encode_down
 from protocols.mqtt.topics import down_topic, parse_topic, subscriptions
 from server.alerts import raise_alert
+from server.db import bulk, writer
 from server.host import Host
 from terminals import dispatch, registry
 from terminals.commands import Outgoing, new_message_id
@@ -58,6 +60,7 @@ class _Pending:
     reply: dict | None = None
     reply_type: str | None = None
     result: str = "applied"  # applied / duplicate / rejected
+    outgoing: list = field(default_factory=list)
 
 
 class MqttGateway:
@@ -81,6 +84,7 @@ class MqttGateway:
         self._running = False
         self.connected = False
         self._known: dict[str, float] = {}  # egm_id → time it was found unregistered (negative cache)
+        self._cache: dict = {}  # committed per-terminal state services keep in the bulk writer's cache
 
     # ---- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -200,27 +204,67 @@ class MqttGateway:
         started = time.perf_counter()
         pending = [self._decode(item) for item in batch]
         work = [p for p in pending if p.result != "rejected"]
-        if work:
-            try:
-                with self.host.db.begin() as s:
-                    self._apply_all(s, work)
-            except Exception:
-                log.exception("batch of %d failed; applying one by one", len(work))
-                for p in work:
-                    self._apply_alone(p)
+        if work and not self._commit_with_retry(work):
+            return  # stopping while the database is away: nothing acknowledged, the broker keeps it all
         self._finish(pending)
         self.host.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.host.metrics.batch_size.observe(len(batch))
 
-    def _apply_alone(self, p: _Pending) -> None:
-        p.result, p.reply = "applied", None
+    def _commit_with_retry(self, work: list[_Pending]) -> bool:
+        """Commits the batch. A database that is away (restart, failover, lock timeout) is waited for:
+        nothing is acknowledged until its effects are committed. A message that fails by itself
+        (a bug, not the database) is isolated, rejected and acknowledged, so it cannot block the floor."""
+        delay = 0.1
+        while True:
+            try:
+                self._commit(work)
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                self.host.metrics.db_retries.inc()
+                log.error("database unavailable (%s); retrying %d message(s) in %.1fs",
+                          exc.__class__.__name__, len(work), delay)
+            except Exception:
+                log.exception("batch of %d failed; applying one by one", len(work))
+                for p in work:
+                    if not self._commit_alone(p):
+                        return False
+                return True
+            if not self._running:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _commit(self, work: list[_Pending]) -> None:
+        for p in work:
+            p.result, p.reply, p.outgoing = "applied", None, []
+        with self.host.db.begin() as s, s.no_autoflush, bulk(s) as w:
+            w.cache.update(self._cache)
+            self._apply_all(s, work)
+            cache = w.cache
+        # Committed: what this batch learnt (each terminal's last meters) holds for the next one.
+        self._cache = cache
+
+    def _commit_alone(self, p: _Pending) -> bool:
         try:
-            with self.host.db.begin() as s:
-                self._apply_all(s, [p])
+            return self._commit_with_retry_single(p)
         except Exception as exc:
             log.exception("egm=%s seq=%s type=%s could not be applied", p.egm_id, p.up and p.up.seq,
                           p.up and p.up.type)
             self._reject(p, "internal_error", exc)
+            return True
+
+    def _commit_with_retry_single(self, p: _Pending) -> bool:
+        delay = 0.1
+        while True:
+            try:
+                self._commit([p])
+                return True
+            except (OperationalError, InterfaceError):
+                self.host.metrics.db_retries.inc()
+                if not self._running:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # ---- decode -----------------------------------------------------------------------------
     def _decode(self, item: Inbound) -> _Pending:
@@ -307,13 +351,13 @@ class MqttGateway:
             late = self._check_sequence(s, t, up, now)
             ctx = dispatch.Apply(s, self.host, t, up, now)
             p.reply = handler(ctx)
-            p.outgoing = ctx.outgoing  # type: ignore[attr-defined]
+            p.outgoing = ctx.outgoing
             reply_json = dispatch.reply_bytes(p.reply)
             seen[key] = reply_json
             rows.append({"egm_id": p.egm_id, "seq": up.seq, "type": up.type, "terminal_ts": up.ts, "host_ts": now,
                          "body": p.item.payload.decode("utf-8", "replace"), "reply": reply_json, "late": late})
         if rows:
-            s.execute(TerminalMessage.__table__.insert(), rows)
+            writer(s).insert_many(TerminalMessage.__table__, rows)
 
     def _check_sequence(self, s: Session, t: Terminal, up: Up, now: dt.datetime) -> bool:
         """Records gaps (comms.sequence_gap) and flags late replays; returns True when late."""
@@ -356,7 +400,7 @@ class MqttGateway:
                     self.send(p.egm_id, p.reply_type, p.reply, re=seq)
                 except Exception:
                     log.exception("egm=%s seq=%s reply could not be published", p.egm_id, seq)
-            for egm_id, type_, body in getattr(p, "outgoing", ()):
+            for egm_id, type_, body in p.outgoing:
                 try:
                     self.send(egm_id, type_, body)
                 except Exception:

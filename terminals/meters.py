@@ -12,14 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.alerts import raise_alert
-from server.db import upsert_add
+from server.db import writer
 from server.gamingday import GamingDayClock
 from terminals.models import CUMULATIVE_METERS, MeterDay, MeterSnapshot, Terminal
 
 
 @dataclass(frozen=True)
 class SnapshotResult:
-    snapshot: MeterSnapshot
+    series: int
     ram_clear: bool
     deltas: dict[str, int]
 
@@ -33,10 +33,14 @@ def record_snapshot(session: Session, clock: GamingDayClock, t: Terminal, values
                     *, seq: int | None = None, terminal_ts: dt.datetime | None = None, source: str = "mqtt",
                     moduli: dict[str, int] | None = None) -> SnapshotResult:
     """Stores a reading; `moduli` gives each meter's rollover (SAS 10^digits, Modbus 2^32), None = never rolls."""
-    prev = session.execute(
-        select(MeterSnapshot.values, MeterSnapshot.series).where(MeterSnapshot.egm_id == t.egm_id)
-        .order_by(MeterSnapshot.id.desc()).limit(1)
-    ).first()
+    w = writer(session)
+    # Within a bulk transaction the previous reading may not be written yet: the writer's cache has it.
+    prev = w.cache.get(("meters", t.egm_id))
+    if prev is None:
+        prev = session.execute(
+            select(MeterSnapshot.values, MeterSnapshot.series).where(MeterSnapshot.egm_id == t.egm_id)
+            .order_by(MeterSnapshot.id.desc()).limit(1)
+        ).first()
     series = 1
     ram_clear = False
     deltas = {m: 0 for m in CUMULATIVE_METERS}
@@ -64,15 +68,16 @@ def record_snapshot(session: Session, clock: GamingDayClock, t: Terminal, values
         else:
             deltas = computed
     day = clock.day_of(now)
-    snap = MeterSnapshot(egm_id=t.egm_id, series=series, seq=seq, source=source, terminal_ts=terminal_ts,
-                         host_ts=now, gaming_day=day, values=dict(values), deltas=deltas)
-    session.add(snap)
-    upsert_add(session, MeterDay.__table__, {"egm_id": t.egm_id, "gaming_day": day},
+    snap = dict(egm_id=t.egm_id, series=series, seq=seq, source=source, terminal_ts=terminal_ts,
+                host_ts=now, gaming_day=day, values=dict(values), deltas=deltas)
+    w.insert(MeterSnapshot.__table__, snap)
+    w.cache[("meters", t.egm_id)] = (dict(values), series)
+    w.add_sums(MeterDay.__table__, {"egm_id": t.egm_id, "gaming_day": day},
                adds={**deltas, "snapshots": 1, "ram_clears": int(ram_clear)},
                sets={"closing": dict(values)}, inserts={"opening": dict(values)})
     if "current_credits_cents" in values:
         t.current_credits_cents = values["current_credits_cents"]
-    return SnapshotResult(snap, ram_clear, deltas)
+    return SnapshotResult(series, ram_clear, deltas)
 
 
 def last_snapshot(session: Session, egm_id: str) -> MeterSnapshot | None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from server import audit
 from server.alerts import raise_alert
 from server.audit import SYSTEM, Actor
+from server.db import writer
 from server.errors import Conflict, InvalidInput, NotFound
 from server.gamingday import GamingDayClock
 from terminals import software
@@ -144,16 +145,15 @@ def set_enabled(session: Session, actor: Actor, t: Terminal, enabled: bool, now:
 
 def add_event(session: Session, clock: GamingDayClock, t: Terminal, code: str, now: dt.datetime, *,
               detail: dict | None = None, seq: int | None = None, terminal_ts: dt.datetime | None = None,
-              raw_code: str | None = None, source: str = "mqtt") -> Event:
+              raw_code: str | None = None, source: str = "mqtt") -> None:
     """Stores one significant event and keeps the terminal's derived state in step (rules.md 7)."""
-    ev = Event(egm_id=t.egm_id, code=code, raw_code=raw_code, detail=detail or {}, seq=seq, terminal_ts=terminal_ts,
-               host_ts=now, gaming_day=clock.day_of(now), source=source)
-    session.add(ev)
+    writer(session).insert(Event.__table__, dict(
+        egm_id=t.egm_id, code=code, raw_code=raw_code, detail=detail or {}, seq=seq, terminal_ts=terminal_ts,
+        host_ts=now, gaming_day=clock.day_of(now), source=source))
     flag = _STATE_FLAGS.get(code)
     if flag:
         setattr(t, flag[0], flag[1])
     t.last_event_code, t.last_event_at = code, now
-    return ev
 
 
 # Event code → the terminal flag it sets (the floor's derived state).

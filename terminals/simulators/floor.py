@@ -57,6 +57,8 @@ class SimFloor:
         fsync: bool = True,
         terminal_options: dict[str, Any] | None = None,
     ):
+        if n < 1:
+            raise ValueError("a floor has at least one terminal")
         if mode not in ("mix", "play"):
             raise ValueError("mode is 'mix' or 'play'")
         if len(mix) != 3 or any(p < 0 for p in mix) or sum(mix) <= 0:
@@ -87,6 +89,8 @@ class SimFloor:
             "meters_interval": meters_interval,
             "fsync": fsync,
             "topic_root": topic_root,
+            # paho's TCP connect blocks its loop thread: a broker that drops SYNs must not hold it long.
+            "connect_timeout": 2.0,
         }
         if mode == "mix":
             # The P1 mix has no handpays: a locked terminal would stop playing until an attendant comes.
@@ -150,7 +154,7 @@ class SimFloor:
         hello_deadline = min(deadline, time.monotonic() + 5.0)
         while any(t.hello_pending for t in self.terminals if t.connected) and time.monotonic() < hello_deadline:
             time.sleep(0.05)
-        if self.mode == "mix":
+        if self.mode == "mix" and self.rate > 0:
             # Players sit down with a bill, so the first game slots are games, not bills.
             for terminal in self.terminals:
                 if terminal.credits_cents == 0:
@@ -264,6 +268,8 @@ class _LoadShare:
         self._credit = 0.0
         self._last_tick: float | None = None
         self._open_doors: deque[SimTerminal] = deque()
+        self._backlogged = False
+        self._checked_at = 0.0
         self.counts = {"game.end": 0, "meters": 0, "event": 0, "step": 0}
 
     def tick(self, now: float) -> None:
@@ -273,8 +279,18 @@ class _LoadShare:
         if self._last_tick is None:
             self._last_tick = now
             return
-        # Credit accrues at `rate`; capped so a stalled tick does not turn into a burst.
-        self._credit = min(self._credit + (now - self._last_tick) * self.rate, max(self.rate * 0.25, 1.0))
+        if now - self._checked_at >= 0.02:
+            self._checked_at = now
+            # Offered faster than the broker acknowledges: pause rather than grow the outboxes
+            # and starve the I/O on this thread; the stats then show the rate really reached.
+            backlog = sum(t.outbox_size for t in self.terminals)
+            self._backlogged = backlog > min(max(100.0, self.rate * 0.05), 2000.0)
+        if self._backlogged:
+            self._credit = 0.0
+            self._last_tick = now
+            return
+        # Credit accrues at `rate`; capped at 50 ms worth so a stalled pass does not turn into a burst.
+        self._credit = min(self._credit + (now - self._last_tick) * self.rate, max(self.rate * 0.05, 1.0))
         self._last_tick = now
         count = int(self._credit)
         self._credit -= count

@@ -205,6 +205,8 @@ class MqttLoop:
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self._stopping:
+            return
         self._stopping = True
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -387,19 +389,14 @@ class MqttLoop:
 
 
 class Driver:
-    """A thread running the logic of one or many terminals: their inbox, timers and play."""
+    """A thread running the logic of a lone terminal (or a few): inbox, timers and autoplay.
 
-    def __init__(
-        self,
-        name: str = "sim-driver",
-        sweep_interval: float = 0.05,
-        tick: Callable[[float], None] | None = None,
-        tick_interval: float = 0.005,
-    ):
+    A floor does not use it: there each MqttLoop drives its own terminals.
+    """
+
+    def __init__(self, name: str = "sim-driver", sweep_interval: float = 0.05):
         self.name = name
         self._sweep_interval = sweep_interval
-        self._tick = tick
-        self._tick_interval = tick_interval
         self._terminals: list[SimTerminal] = []
         self._ready: deque[SimTerminal] = deque()
         self._event = threading.Event()
@@ -429,13 +426,9 @@ class Driver:
 
     def _run(self) -> None:
         next_sweep = time.monotonic()
-        next_tick = time.monotonic()
         while not self._stopping:
-            now = time.monotonic()
-            wait = next_sweep - now
-            if self._tick is not None:
-                wait = min(wait, next_tick - now)
-            self._event.wait(max(wait, 0))
+            self._event.wait(max(next_sweep - time.monotonic(), 0))
+            # Cleared before draining: a wake that lands meanwhile is seen on the next turn.
             self._event.clear()
             while self._ready:
                 self._pump(self._ready.popleft(), time.monotonic())
@@ -444,12 +437,6 @@ class Driver:
                 next_sweep = now + self._sweep_interval
                 for terminal in self._terminals:
                     self._pump(terminal, now)
-            if self._tick is not None and now >= next_tick:
-                next_tick = now + self._tick_interval
-                try:
-                    self._tick(now)
-                except Exception:
-                    log.exception("driver %s: error in tick", self.name)
 
     def _pump(self, terminal: SimTerminal, now: float) -> None:
         try:
@@ -505,7 +492,14 @@ class _Request:
 
 
 class SimTerminal:
-    """One simulated MQTT floor terminal. See the module docstring for the threads."""
+    """One simulated MQTT floor terminal.
+
+    Play: step() (one random action) or play_game, insert_bill, cash_out, insert_ticket,
+    card_in/card_out, jackpot, open_door/close_door, send_meters, send_event.
+    Outages: disconnect(), reconnect(), kill() (power loss), stop().
+    Looking: state, seq, connected, outbox_size, last_reply(type), wait_for(predicate),
+    the *_count counters and reply_latencies.
+    """
 
     def __init__(
         self,
@@ -521,7 +515,7 @@ class SimTerminal:
         client: mqtt.Client | None = None,
         *,
         loop: MqttLoop | None = None,
-        driver: Driver | None = None,
+        driver: Driver | MqttLoop | None = None,
         autostart: bool = True,
         rtp: float = 0.92,
         max_bet: int = 5,
@@ -622,6 +616,8 @@ class SimTerminal:
         self._next_due = 0.0
         self._stopped = False
 
+        # generated: messages given a seq; sent: publishes including replays and re-sends;
+        # acked: PUBACKs; replies: replies matched to a request; received: every down message.
         self.generated_count = 0
         self.sent_count = 0
         self.acked_count = 0
@@ -651,7 +647,7 @@ class SimTerminal:
         self._own_loop = loop is None
         self._loop = loop or MqttLoop(name=f"mqtt-{egm_id}")
         self._own_driver = driver is None
-        self._driver = driver or Driver(name=f"sim-{egm_id}")
+        self._driver: Driver | MqttLoop = driver or Driver(name=f"sim-{egm_id}")
         self._driver.add(self)
         self._client = client or mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -691,6 +687,8 @@ class SimTerminal:
     def stop(self, graceful: bool = True, timeout: float = 5.0) -> None:
         """Switch the terminal off. graceful: wait for the outbox to drain, publish status
         offline and DISCONNECT; otherwise cut the connection like a power loss."""
+        if self._stopped:
+            return
         deadline = time.monotonic() + timeout
         self.begin_stop(graceful, drain_timeout=timeout / 2)
         self.finish_stop(deadline)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,9 +24,36 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.brokers import free_port
+from tests.support.brokers import RESERVED_PORTS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def listen_port() -> int:
+    """A free port for a test server to listen on, taken below the kernel's ephemeral range.
+
+    free_port() hands out a port from the ephemeral range, which any outgoing connection of
+    any process on the machine (parallel test runs open thousands) may take before the server
+    binds it, or between a broker's stop and its restart on the same port: then listen()
+    fails with EADDRINUSE. Ports below the range are never taken that way.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return free_port()
+    if low <= 12000:
+        return free_port()
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        if port in RESERVED_PORTS:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()
 
 
 class HostProcess:
@@ -34,7 +63,7 @@ class HostProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.instance = self.workdir / "instance"
         self.log_path = self.workdir / "host.log"
-        self.port = free_port()
+        self.port = listen_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLOORHOST_")}
         self.env.update({
             "FLOORHOST_INSTANCE": str(self.instance),

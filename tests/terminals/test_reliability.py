@@ -1,25 +1,27 @@
 """Reliability of the terminal path: nothing a terminal sent is lost, nothing is applied twice.
 
 Every test counts exactly: the ledger (terminal_messages) must hold each seq the terminal
-generated, once, and each side effect (events, meter snapshots, software.auth_failed events
-of hellos) must exist exactly as many times as distinct messages caused it. The ledger's
-primary key makes a duplicate *row* impossible, so duplicates are caught on the side effects.
+generated, once, and each side effect (events, meter snapshots, the software.auth_failed
+event of every hello) must exist exactly as many times as distinct messages caused it. The
+ledger's primary key makes a duplicate *row* impossible, so duplicates show on the side effects.
 
-What each broker guarantees, and so what is tested where:
+What protects what, and so which broker each test needs:
 
-* The terminal's QoS 1 outbox (SimTerminal re-sends until the broker's PUBACK) protects
-  terminal → broker. The host's persistent session plus manual ack after commit protects
-  broker → host, but only while the broker keeps that session.
-* A broker restart therefore loses nothing only if the broker keeps sessions and queued
-  messages across the restart: Mosquitto with `persistence true` (saved on SIGTERM). The
-  mid-stream restart test uses that broker whatever FLOORHOST_TEST_BROKER says.
-  A broker without persistence (the embedded amqtt broker; Mosquitto with `persistence
-  false`) forgets the host's session and every message queued for it, and messages a
-  terminal publishes before the host has re-subscribed have no subscriber: the broker
-  PUBACKs and drops them. The host cannot recover those; for such a broker the test
-  restarts it at a quiet moment and checks the host re-subscribes and nothing that arrives
-  afterwards (the terminal's buffered replay) is lost or doubled.
-* kill -9 of the host: the broker stays up and keeps the host's session.
+* terminal → broker: the terminal's QoS 1 outbox (SimTerminal keeps a message and re-sends it
+  until the broker's PUBACK, across outages).
+* broker → host: the host's persistent session (clean_session=False) plus the manual PUBACK
+  after the commit, which hold only while the broker keeps that session and what is queued or
+  in flight for it.
+* A broker restart loses nothing only if the broker keeps sessions across the restart:
+  Mosquitto with `persistence true` (written on SIGTERM). The mid-stream restart test uses that
+  broker whatever FLOORHOST_TEST_BROKER says. A broker without persistence (the embedded amqtt
+  broker, Mosquitto with `persistence false`) forgets the host's session and every message queued
+  for it, and PUBACKs and drops what a terminal publishes before the host has subscribed again:
+  no host can recover those. For such a broker the test restarts it at a quiet moment and checks
+  the host subscribes again by itself and the terminal's buffered replay arrives once, in order.
+* kill -9 of the host: the broker stays up and must re-send what the host received but never
+  acknowledged. Mosquitto does; the embedded amqtt broker does not (see the strict xfail
+  test_embedded_broker_redelivers_unacknowledged_messages), so that test runs on Mosquitto.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import os
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import func, select
@@ -36,10 +39,10 @@ from protocols.mqtt import encode_up
 from server.audit import SYSTEM
 from terminals import registry
 from terminals.gateway import MqttGateway
-from terminals.models import Event, MeterSnapshot, TerminalMessage
+from terminals.models import Event, MeterSnapshot, Terminal, TerminalMessage
 from terminals.simulators.mqtt_terminal import SimTerminal
-from tests.support.brokers import MqttTestClient, free_port, mosquitto_available, start_embedded, start_mosquitto
-from tests.support.hostproc import HostProcess
+from tests.support.brokers import MqttTestClient, mosquitto_available, start_embedded, start_mosquitto
+from tests.support.hostproc import HostProcess, listen_port
 from tests.support.terminal import HELLO, METERS, eventually
 
 TEST_BROKER = os.environ.get("FLOORHOST_TEST_BROKER", "embedded")
@@ -124,10 +127,10 @@ def make_broker(tmp_path):
                 pytest.skip("mosquitto is not installed")
             folder = tmp_path / f"mosquitto{len(started)}"
             extra = f"persistence true\npersistence_location {folder}/\n" if persistent else ""
-            b = start_mosquitto(free_port(), config_dir=folder, extra_conf=extra)
+            b = start_mosquitto(listen_port(), config_dir=folder, extra_conf=extra)
         else:
             assert not persistent, "the embedded broker keeps nothing across a restart"
-            b = start_embedded(free_port())
+            b = start_embedded(listen_port())
         started.append(b)
         return b
 
@@ -140,8 +143,8 @@ def make_broker(tmp_path):
 def make_gateway(host):
     made = []
 
-    def make(broker) -> MqttGateway:
-        gw = MqttGateway(host, broker.url, client_id=f"host-{uuid.uuid4().hex[:8]}")
+    def make(broker, client_id: str | None = None) -> MqttGateway:
+        gw = MqttGateway(host, broker.url, client_id=client_id or f"host-{uuid.uuid4().hex[:8]}")
         gw.start()
         made.append(gw)
         assert gw.wait_connected(10), "gateway did not connect"
@@ -179,35 +182,64 @@ def drained(term: SimTerminal, timeout: float) -> None:
 
 # ---- 1. broker restart ------------------------------------------------------------------------
 
+@contextmanager
+def stalled(host, egm_id: str):
+    """Holds the terminal's row locked (and on SQLite the write lock) so the gateway's batch waits:
+    what the broker sends piles up, unacknowledged, and the rest queues in the broker."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with host.db.begin() as s:
+            s.execute(select(Terminal).where(Terminal.egm_id == egm_id).with_for_update()).scalar_one()
+            locked.set()
+            release.wait(20)
+
+    th = threading.Thread(target=hold, daemon=True)
+    th.start()
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        th.join(10)
+
+
 def test_broker_restart_mid_stream_loses_and_doubles_nothing(host, make_broker, make_gateway, make_sim):
-    """Mosquitto with persistence, restarted while a terminal streams: the host's session and what
-    was queued for it survive, the terminal's outbox covers the outage, the ledger dedups re-sends."""
+    """Mosquitto with persistence, restarted while a terminal streams and while the host is behind:
+    messages in flight to the host and queued for it survive, the terminal's outbox covers the
+    outage, and the ledger drops what the broker re-sends."""
     broker = make_broker("mosquitto", persistent=True)
     gw = make_gateway(broker)
     term = make_sim("REL1", broker)
     events, meters = [], []
-    restarted = threading.Event()
 
-    def restart():
-        broker.restart()
-        restarted.set()
-
-    restarter = threading.Thread(target=restart, daemon=True)
-    for i in range(300):
-        if i == 100:
-            restarter.start()
+    def one(i: int) -> None:
         if i % 10 == 9:
             meters.append(term.send_meters())
         else:
             events.append((term.send_event(CODE, {"n": i}), i))
         time.sleep(0.01)
-    restarter.join(30)
-    assert restarted.is_set(), "the broker did not come back"
+
+    for i in range(100):
+        one(i)
+    with stalled(host, "REL1"):
+        applied = count(host, TerminalMessage, TerminalMessage.egm_id == "REL1")
+        for i in range(100, 200):  # the host is stuck: these wait in the broker and in the host's queue
+            one(i)
+        restarter = threading.Thread(target=broker.restart, daemon=True)
+        restarter.start()
+        i = 200
+        while restarter.is_alive() or i < 260:  # the terminal goes on through the restart
+            one(i)
+            i += 1
+        assert count(host, TerminalMessage, TerminalMessage.egm_id == "REL1") == applied, "the stall did not hold"
+        assert broker.alive(), "the broker did not come back"
+    for i in range(i, i + 100):
+        one(i)
     assert gw.wait_connected(15)
     drained(term, 30)
     wait_ledger(host, "REL1", term.seq, 30)
 
-    assert len(events) == 270 and len(meters) == 30
     assert_exactly_once(host, "REL1", term.seq, events, meters)
     # The restart really cut the terminal off mid-stream: it said hello again after reconnecting.
     assert count(host, TerminalMessage, TerminalMessage.egm_id == "REL1", TerminalMessage.type == "hello") >= 2
@@ -352,14 +384,20 @@ def host_process(host, database_url, tmp_path):
 
 
 def test_kill9_host_mid_load_every_reply_is_committed(host, make_broker, host_process):
-    broker = make_broker(TEST_BROKER)  # stays up: it keeps the host's session while the host is dead
+    # Stays up and keeps the host's session while the host is dead. Mosquitto on both passes: the
+    # embedded broker forgets what was in flight to the host (see the xfail test below).
+    broker = make_broker("mosquitto")
     password = register(host, "KILL1")
     proc = host_process(broker).start()
     term = StreamTerminal(broker, "KILL1", password, host.settings.topic_root)
     try:
-        # The host's subscription is in place once a request is answered (the session is new).
-        term.publish(1, "hello", HELLO)
-        eventually(lambda: 1 in term.replied(), timeout=15)
+        # The host's subscription is in place once a request is answered (the session is new, and a
+        # publish that beats the SUBSCRIBE has no subscriber): the same seq again until then.
+        deadline = time.monotonic() + 15
+        while 1 not in term.replied():
+            assert time.monotonic() < deadline, f"the host never answered\n{proc.log_tail()}"
+            term.publish(1, "hello", HELLO)
+            time.sleep(0.5)
 
         total, kill_at = 1500, 400
         kinds: dict[int, str] = {1: "hello"}
@@ -397,7 +435,7 @@ def test_kill9_host_mid_load_every_reply_is_committed(host, make_broker, host_pr
         assert 0 < len(ledger_at_kill) < at_kill["published"], (len(ledger_at_kill), at_kill)
         hello_seqs = {s for s, k in kinds.items() if k == "hello"}
         assert replied <= hello_seqs
-        assert replied, "no reply before the kill"
+        assert replied - {1}, "the host answered nothing of the stream before the kill"
         unbacked = sorted(replied - ledger_at_kill)
         assert not unbacked, f"replies sent for seqs the database does not have: {unbacked[:20]}"
 
@@ -434,9 +472,9 @@ def test_duplicate_delivery_from_two_connections_applied_once(host, broker, gate
         c.subscribe(down)
         return c
 
-    def replies(c: MqttTestClient, n: int) -> list[dict]:
+    def replies(c: MqttTestClient, n: int, timeout: float = 10) -> list[dict]:
         got = []
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while len(got) < n and time.monotonic() < deadline:
             m = c.get(timeout=0.2)
             if m is not None:
@@ -447,20 +485,27 @@ def test_duplicate_delivery_from_two_connections_applied_once(host, broker, gate
     event = encode_up(2, "event", {"code": CODE, "detail": {"n": 2}})
     meters = encode_up(3, "meters", {"meters": {**METERS, "coin_in_cents": 500}})
 
-    first = connect()
-    for payload in (hello, event, meters, hello, event, meters):  # back to back: often one batch
-        first.publish(up, payload)
-    from_first = replies(first, 2)
-    first.close()
-    second = connect()  # the same terminal again, on a new connection (a reboot, a network change)
-    for payload in (hello, event, meters):
-        second.publish(up, payload)
-    from_second = replies(second, 1)
-    second.publish(up, encode_up(4, "event", {"code": CODE, "detail": {"n": 4}}))
-    eventually(lambda: count(host, TerminalMessage, TerminalMessage.egm_id == "DUP1") == 4)
-    eventually(lambda: host.metrics.value("floorhost_terminal_messages_total", result="duplicate") == 6)
-    time.sleep(0.3)
-    got = from_first + from_second + replies(second, 1)  # nothing more may come
+    opened: list[MqttTestClient] = []
+    try:
+        first = connect()
+        opened.append(first)
+        for payload in (hello, event, meters, hello, event, meters):  # back to back: often one batch
+            first.publish(up, payload)
+        from_first = replies(first, 2)
+        first.close()
+        second = connect()  # the same terminal again, on a new connection (a reboot, a network change)
+        opened.append(second)
+        for payload in (hello, event, meters):
+            second.publish(up, payload)
+        from_second = replies(second, 1)
+        second.publish(up, encode_up(4, "event", {"code": CODE, "detail": {"n": 4}}))
+        eventually(lambda: count(host, TerminalMessage, TerminalMessage.egm_id == "DUP1") == 4)
+        eventually(lambda: host.metrics.value("floorhost_terminal_messages_total", result="duplicate") == 6)
+        time.sleep(0.3)
+        got = from_first + from_second + replies(second, 1, timeout=1)  # nothing more may come
+    finally:
+        for c in opened:
+            c.close()
 
     assert [m["re"] for m in got] == [1, 1, 1]
     assert all(m["type"] == "hello.reply" for m in got)
@@ -472,4 +517,77 @@ def test_duplicate_delivery_from_two_connections_applied_once(host, broker, gate
     assert count(host, Event, Event.egm_id == "DUP1", Event.code == "software.auth_failed") == 1
     assert host.metrics.value("floorhost_terminal_messages_total", result="applied") == 4
     assert host.metrics.value("floorhost_terminal_messages_total", result="duplicate") == 6
-    second.close()
+
+
+# ---- what the host stands on: the embedded broker (a strict xfail: when fixed it passes and the
+# ---- marker must go), and the database under the gateway --------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="amqtt 0.12 drops a QoS 1 message from a persistent session's in-flight "
+                   "store when the subscriber disconnects before PUBACK (amqtt/mqtt/protocol/handler.py, "
+                   "_handle_qos1_message_flow: `finally: inflight_out.pop`), so nothing is re-sent on reconnect")
+def test_embedded_broker_redelivers_unacknowledged_messages(tmp_path):
+    """What the gateway's manual ack relies on, asked of the embedded broker (`FLOORHOST_MQTT_URL=embedded`):
+    a persistent-session subscriber that dies before acknowledging gets the messages again."""
+    broker = start_embedded(listen_port())
+    clients = []
+    try:
+        host_side = MqttTestClient(broker.port, "host-redelivery", clean_session=False)
+        host_side.client.manual_ack_set(True)  # receive, never acknowledge: a host killed mid-batch
+        host_side.connect()
+        clients.append(host_side)
+        host_side.subscribe("r/#", qos=1)
+        terminal = MqttTestClient(broker.port, "egm-R1").connect()
+        clients.append(terminal)
+        for i in range(5):
+            terminal.publish("r/up", f"m{i}".encode())
+        first = [host_side.get(5) for _ in range(5)]
+        assert [m.payload for m in first if m] == [f"m{i}".encode() for i in range(5)]
+        host_side.drop()  # kill -9: the socket goes, no DISCONNECT, no PUBACK
+        clients.remove(host_side)
+        terminal.publish("r/up", b"m5")  # queued for the offline session
+        again = MqttTestClient(broker.port, "host-redelivery", clean_session=False).connect()
+        clients.append(again)
+        got = []
+        while (m := again.get(2)) is not None:
+            got.append(m.payload.decode())
+        assert sorted(got) == ["m0", "m1", "m2", "m3", "m4", "m5"]
+    finally:
+        for c in clients:
+            c.close()
+        broker.stop()
+
+
+def test_transient_database_failure_loses_no_message(host, broker, make_gateway):
+    """The database is unreachable for a moment (PostgreSQL restart, failover, SQLite lock timeout):
+    what arrived meanwhile must not be acknowledged to the broker as if applied."""
+    from sqlalchemy.exc import OperationalError
+
+    password = register(host, "DB1")
+    client_id = f"host-{uuid.uuid4().hex[:8]}"
+    gw = make_gateway(broker, client_id)
+    term = MqttTestClient(broker.port, "egm-DB1", username="DB1", password=password).connect()
+    up = f"{host.settings.topic_root}/egm/DB1/up"
+    real_begin = host.db.begin
+
+    @contextmanager
+    def unreachable():
+        raise OperationalError("BEGIN", {}, ConnectionError("server closed the connection unexpectedly"))
+        yield  # pragma: no cover
+
+    try:
+        host.db.begin = unreachable
+        term.publish(up, encode_up(1, "event", {"code": CODE, "detail": {"n": 1}}))
+        # The gateway waits for the database and retries; it neither rejects nor acknowledges meanwhile.
+        eventually(lambda: host.metrics.value("floorhost_gateway_db_retries_total") >= 2)
+        assert host.metrics.value("floorhost_terminal_messages_total", result="rejected") == 0
+        assert host.metrics.value("floorhost_terminal_messages_total", result="applied") == 0
+    finally:
+        host.db.begin = real_begin
+    try:
+        term.publish(up, encode_up(2, "event", {"code": CODE, "detail": {"n": 2}}))
+        wait_ledger(host, "DB1", 2, 15)
+        assert ledger_seqs(host, "DB1") == [1, 2]
+        assert events_in_order(host, "DB1") == [(1, 1), (2, 2)]
+        assert host.metrics.value("floorhost_terminal_messages_total", result="rejected") == 0
+    finally:
+        term.close()
