@@ -47,6 +47,7 @@ class Inbound:
     mid: int
     qos: int
     received: float  # time.monotonic() at receipt, for the apply-latency histogram
+    connection: int = 0  # which broker connection delivered it: a PUBACK only means something on that one
 
 
 @dataclass
@@ -61,6 +62,7 @@ class _Pending:
     reply_type: str | None = None
     result: str = "applied"  # applied / duplicate / rejected
     outgoing: list = field(default_factory=list)
+    error_seq: int | None = None  # the seq of an undecodable message that still gets an error reply
 
 
 class MqttGateway:
@@ -85,6 +87,7 @@ class MqttGateway:
         self.connected = False
         self._known: dict[str, float] = {}  # egm_id → time it was found unregistered (negative cache)
         self._cache: dict = {}  # committed per-terminal state services keep in the bulk writer's cache
+        self._connection = 0  # counts broker connections; see Inbound.connection
 
     # ---- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -138,6 +141,7 @@ class MqttGateway:
             log.error("broker refused the host: %s", reason_code)
             return
         self.connected = True
+        self._connection += 1
         client.subscribe([(s, 1) for s in subscriptions(self.root)])
         log.info("connected to broker %s:%s", *self._broker)
 
@@ -149,7 +153,8 @@ class MqttGateway:
     def _on_message(self, _client, _userdata, msg):
         parts = msg.topic.split("/")
         shard = zlib.crc32(parts[-2].encode()) % len(self._queues) if len(parts) >= 2 else 0
-        self._queues[shard].put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.monotonic()))
+        self._queues[shard].put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.monotonic(),
+                                        self._connection))
         self.host.metrics.queue_depth.inc()
 
     # ---- the way out ----------------------------------------------------------------------
@@ -211,9 +216,26 @@ class MqttGateway:
         self.host.metrics.batch_size.observe(len(batch))
 
     def _commit_with_retry(self, work: list[_Pending]) -> bool:
-        """Commits the batch. A database that is away (restart, failover, lock timeout) is waited for:
-        nothing is acknowledged until its effects are committed. A message that fails by itself
-        (a bug, not the database) is isolated, rejected and acknowledged, so it cannot block the floor."""
+        """Commits the batch; False only when the gateway stops while the database is away.
+
+        A database that is away (restart, failover, lock timeout) is waited for: nothing is
+        acknowledged until its effects are committed. A message that fails by itself (a bug, not
+        the database) is isolated, rejected and acknowledged, so it cannot block its terminal."""
+        try:
+            return self._until_committed(work)
+        except Exception:
+            log.exception("batch of %d failed; applying one by one", len(work))
+        for p in work:
+            try:
+                if not self._until_committed([p]):
+                    return False
+            except Exception as exc:
+                log.exception("egm=%s seq=%s type=%s could not be applied", p.egm_id, p.up and p.up.seq,
+                              p.up and p.up.type)
+                self._reject(p, "internal_error", exc)
+        return True
+
+    def _until_committed(self, work: list[_Pending]) -> bool:
         delay = 0.1
         while True:
             try:
@@ -223,12 +245,6 @@ class MqttGateway:
                 self.host.metrics.db_retries.inc()
                 log.error("database unavailable (%s); retrying %d message(s) in %.1fs",
                           exc.__class__.__name__, len(work), delay)
-            except Exception:
-                log.exception("batch of %d failed; applying one by one", len(work))
-                for p in work:
-                    if not self._commit_alone(p):
-                        return False
-                return True
             if not self._running:
                 return False
             time.sleep(delay)
@@ -243,28 +259,6 @@ class MqttGateway:
             cache = w.cache
         # Committed: what this batch learnt (each terminal's last meters) holds for the next one.
         self._cache = cache
-
-    def _commit_alone(self, p: _Pending) -> bool:
-        try:
-            return self._commit_with_retry_single(p)
-        except Exception as exc:
-            log.exception("egm=%s seq=%s type=%s could not be applied", p.egm_id, p.up and p.up.seq,
-                          p.up and p.up.type)
-            self._reject(p, "internal_error", exc)
-            return True
-
-    def _commit_with_retry_single(self, p: _Pending) -> bool:
-        delay = 0.1
-        while True:
-            try:
-                self._commit([p])
-                return True
-            except (OperationalError, InterfaceError):
-                self.host.metrics.db_retries.inc()
-                if not self._running:
-                    return False
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     # ---- decode -----------------------------------------------------------------------------
     def _decode(self, item: Inbound) -> _Pending:
@@ -288,7 +282,7 @@ class MqttGateway:
             if exc.reply_type and exc.seq is not None:
                 p.reply_type = exc.reply_type
                 p.reply = {"result": "error", "reason": exc.reason}
-                p.up_seq_for_error = exc.seq  # type: ignore[attr-defined]
+                p.error_seq = exc.seq
         return p
 
     def _reject(self, p: _Pending, reason: str, exc: Exception | None = None) -> _Pending:
@@ -394,7 +388,7 @@ class MqttGateway:
                 m.apply_latency.observe(now_mono - p.item.received)
             if client is None:
                 continue
-            seq = p.up.seq if p.up is not None else getattr(p, "up_seq_for_error", None)
+            seq = p.up.seq if p.up is not None else p.error_seq
             if p.reply is not None and p.reply_type and seq is not None:
                 try:
                     self.send(p.egm_id, p.reply_type, p.reply, re=seq)
@@ -405,5 +399,7 @@ class MqttGateway:
                     self.send(egm_id, type_, body)
                 except Exception:
                     log.exception("egm=%s %s could not be published", egm_id, type_)
-            if p.item.qos > 0:
+            # A message id from an earlier connection may name another message now; the broker
+            # re-sends that one on the new connection anyway, and the ledger makes it a duplicate.
+            if p.item.qos > 0 and p.item.connection == self._connection:
                 client.ack(p.item.mid, p.item.qos)

@@ -44,13 +44,14 @@ def mosquitto_conf() -> str:
             "max_queued_bytes 0\n")
 
 
-def start_broker(kind: str, workdir: Path):
-    """A broker on a free port: ('mosquitto'|'embedded') -> handle with .url, .port, .stop()."""
+def start_broker(kind: str, workdir: Path, extra_conf: str = ""):
+    """A broker on a free port: ('mosquitto'|'embedded') -> handle with .url, .port, .stop().
+    extra_conf: more Mosquitto config lines (e.g. `max_connections -1` for P5)."""
     from tests.support.brokers import free_port, start_embedded, start_mosquitto
 
     port = free_port()
     if kind == "mosquitto":
-        return start_mosquitto(port, config_dir=workdir / "mosquitto", extra_conf=mosquitto_conf())
+        return start_mosquitto(port, config_dir=workdir / "mosquitto", extra_conf=mosquitto_conf() + extra_conf)
     if kind == "embedded":
         return start_embedded(port, log_path=str(workdir / "embedded-broker.log"))
     raise ValueError(f"unknown broker {kind!r}")
@@ -59,6 +60,24 @@ def start_broker(kind: str, workdir: Path):
 def broker_pid(broker) -> int | None:
     proc = getattr(broker, "_proc", None)
     return proc.pid if proc is not None else None
+
+
+def raise_nofile(want: int | None = None) -> tuple[int, int]:
+    """Raises this process's soft RLIMIT_NOFILE towards the hard limit (children inherit it:
+    the broker, the host and the simulators each hold one descriptor per connection).
+    Returns (soft, hard) after the change."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if want is None else min(max(want, soft), hard)
+    if hard == resource.RLIM_INFINITY and want is None:
+        target = max(soft, 1_048_576)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 # ---- /proc --------------------------------------------------------------------------------------

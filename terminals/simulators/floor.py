@@ -32,6 +32,23 @@ log = logging.getLogger("floorhost.sim.floor")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,26}\Z")
 
 
+def _run_window(floor, duration: float) -> dict[str, Any]:
+    """Starts a floor if needed, lets it run `duration` seconds, and returns its stats for that window."""
+    floor.start()
+    before = floor.stats()
+    time.sleep(duration)
+    after = floor.stats()
+    elapsed = after["at"] - before["at"]
+    window = {k: after[k] - before[k] for k in ("generated", "sent", "acked", "replies")}
+    return {
+        **after,
+        "window_s": elapsed,
+        "window": window,
+        "acked_per_s": window["acked"] / elapsed if elapsed > 0 else 0.0,
+        "generated_per_s": window["generated"] / elapsed if elapsed > 0 else 0.0,
+    }
+
+
 class SimFloor:
     """N simulated terminals on a few threads; see the module docstring."""
 
@@ -186,19 +203,7 @@ class SimFloor:
 
     def run(self, duration: float) -> dict[str, Any]:
         """Start if needed, run the load for duration seconds, and return the stats of that window."""
-        self.start()
-        before = self.stats()
-        time.sleep(duration)
-        after = self.stats()
-        elapsed = after["at"] - before["at"]
-        window = {k: after[k] - before[k] for k in ("generated", "sent", "acked", "replies")}
-        return {
-            **after,
-            "window_s": elapsed,
-            "window": window,
-            "acked_per_s": window["acked"] / elapsed if elapsed > 0 else 0.0,
-            "generated_per_s": window["generated"] / elapsed if elapsed > 0 else 0.0,
-        }
+        return _run_window(self, duration)
 
     def __enter__(self) -> SimFloor:
         self.start()
@@ -460,19 +465,7 @@ class ProcessFloor:
         return total
 
     def run(self, duration: float) -> dict[str, Any]:
-        self.start()
-        before = self.stats()
-        time.sleep(duration)
-        after = self.stats()
-        elapsed = after["at"] - before["at"]
-        window = {k: after[k] - before[k] for k in ("generated", "sent", "acked", "replies")}
-        return {
-            **after,
-            "window_s": elapsed,
-            "window": window,
-            "acked_per_s": window["acked"] / elapsed if elapsed > 0 else 0.0,
-            "generated_per_s": window["generated"] / elapsed if elapsed > 0 else 0.0,
-        }
+        return _run_window(self, duration)
 
     def stop(self, graceful: bool = True, timeout: float = 10.0) -> None:
         if self._stopped:

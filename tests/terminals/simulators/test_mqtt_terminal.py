@@ -37,12 +37,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_mosquitto(directory, port: int) -> subprocess.Popen:
+def _start_mosquitto(directory, port: int, persistence: bool = False) -> subprocess.Popen:
     conf = directory / f"mosquitto-{port}.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"
-        "persistence false\n"
+        + (f"persistence true\npersistence_location {directory}/\n" if persistence else "persistence false\n") +
         "max_queued_messages 100000\n"
         "log_dest none\n"
     )
@@ -75,7 +75,8 @@ def _now() -> str:
 class FakeHost:
     """Just enough of a host: records every up message and answers requests."""
 
-    def __init__(self, broker_url: str, root: str = "sbg/v1"):
+    def __init__(self, broker_url: str, root: str = "sbg/v1", client_id: str | None = None,
+                 clean_session: bool = True):
         host, port = broker_url.removeprefix("mqtt://").split(":")
         self.root = root
         self.lock = threading.Lock()
@@ -88,7 +89,8 @@ class FakeHost:
         self.vouchers: dict[str, dict] = {}
         self._ids = itertools.count(1)
         self._numbers = itertools.count(100000000000000001)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fake-host-{id(self)}")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"fake-host-{id(self)}",
+                                  clean_session=clean_session)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
@@ -484,14 +486,20 @@ def test_config_push_is_verified_installed_or_rejected(host, make_sim):
 def test_a_terminal_booted_before_its_broker_keeps_trying_and_replays(tmp_path):
     port = _free_port()
     url = f"mqtt://127.0.0.1:{port}"
-    sim = SimTerminal("T-EARLY", url, state_dir=tmp_path, meters_interval=None, reply_timeout=0.4)
+    # The host's persistent session exists before the terminal boots, as on a real floor: whatever the
+    # terminal sends before the host is back is queued for it, not dropped for want of a subscriber.
+    proc = _start_mosquitto(tmp_path, port, persistence=True)
+    FakeHost(url, client_id="fake-host-early", clean_session=False).close()
+    proc.terminate()
+    proc.wait(5)
     proc = None
+    sim = SimTerminal("T-EARLY", url, state_dir=tmp_path, meters_interval=None, reply_timeout=0.4)
     try:
         time.sleep(0.3)
         assert not sim.connected
         early = [sim.send_event("power.on"), sim.send_meters()]
-        proc = _start_mosquitto(tmp_path, port)
-        host = FakeHost(url)
+        proc = _start_mosquitto(tmp_path, port, persistence=True)
+        host = FakeHost(url, client_id="fake-host-early", clean_session=False)
         try:
             assert sim.wait_for(lambda: sim.connected and sim.state["enabled"], 10)
             assert host.wait(lambda: host.messages("T-EARLY", "hello"))
