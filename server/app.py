@@ -16,6 +16,8 @@ PAGE_BLUEPRINTS = ("terminals.web:floor",)
 API_MODULES = (
     "server.web.operators",
     "terminals.web",
+    "cashier.web",
+    "cashier.handpays_web",
 )
 
 

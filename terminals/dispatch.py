@@ -46,6 +46,17 @@ class Apply:
 Handler = Callable[[Apply], "dict | None"]
 HANDLERS: dict[str, Handler] = {}
 
+# Domain packages whose handlers register themselves on import (load_handlers()).
+HANDLER_MODULES = ("cashier.terminal", "cashier.handpays_terminal")
+
+
+def load_handlers() -> dict[str, Handler]:
+    import importlib
+
+    for name in HANDLER_MODULES:
+        importlib.import_module(name)
+    return HANDLERS
+
 
 def handles(type_: str):
     def deco(fn: Handler) -> Handler:

@@ -69,6 +69,7 @@ class MqttGateway:
     def __init__(self, host: Host, broker_url: str, *, client_id: str = "floorhost-host", workers: int | None = None):
         self.host = host
         self.settings = host.settings
+        dispatch.load_handlers()
         self.root = host.settings.topic_root
         self.limits = Limits(max_payload_bytes=host.settings.message_max_bytes,
                              max_amount_cents=host.settings.voucher_max_cents)

@@ -5,7 +5,6 @@ Chromium is Debian's (/usr/bin/chromium); Playwright never downloads a browser h
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -26,37 +25,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if HERE in Path(str(item.path)).parents:
             item.add_marker(skip)
-
-
-class LiveServer:
-    """The base URL of the running app; `live_server("/floor")` gives a full URL."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def __call__(self, path: str = "/") -> str:
-        return self.url + path
-
-
-@pytest.fixture
-def live_server(app):
-    """The Flask app served by waitress in a daemon thread on 127.0.0.1 and a free port."""
-    from waitress import wasyncore
-    from waitress.server import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, name="waitress-live", daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(f"http://127.0.0.1:{server.effective_port}")
-    finally:
-        # Closing only the listener leaves keep-alive channels in the map and the loop running: close them
-        # all, from inside the loop thread (the trigger wakes it), so the loop ends at once.
-        server.task_dispatcher.shutdown(timeout=2)
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(5)
-        if thread.is_alive():
-            wasyncore.close_all(server._map)
 
 
 @pytest.fixture(scope="session")

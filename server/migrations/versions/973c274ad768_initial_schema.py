@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 637a5fdeeb1b
+Revision ID: 973c274ad768
 Revises: 
-Create Date: 2026-11-23 06:40:46.346055
+Create Date: 2026-11-23 07:31:50.974924
 """
 from alembic import op
 import sqlalchemy as sa
 import server.db
 
 
-revision = '637a5fdeeb1b'
+revision = '973c274ad768'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -66,6 +66,24 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_actor'), ['actor'], unique=False)
 
+    op.create_table('cash_transactions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patron_key', sa.String(length=128), nullable=False),
+    sa.Column('patron_name', sa.String(length=256), nullable=True),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('direction', sa.String(length=3), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('ref', sa.String(length=64), nullable=False),
+    sa.Column('at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('operator', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_cash_transactions'))
+    )
+    with op.batch_alter_table('cash_transactions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_cash_transactions_gaming_day'), ['gaming_day'], unique=False)
+        batch_op.create_index('ix_cash_transactions_patron_day', ['patron_key', 'gaming_day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_cash_transactions_patron_key'), ['patron_key'], unique=False)
+
     op.create_table('commands',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('egm_id', sa.String(length=32), nullable=False),
@@ -86,6 +104,35 @@ def upgrade() -> None:
     sa.Column('value', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_counters'))
     )
+    op.create_table('ctr_records',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patron_key', sa.String(length=128), nullable=False),
+    sa.Column('patron_name', sa.String(length=256), nullable=True),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('direction', sa.String(length=3), nullable=False),
+    sa.Column('total_cents', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ctr_records'))
+    )
+    with op.batch_alter_table('ctr_records', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ctr_records_gaming_day'), ['gaming_day'], unique=False)
+
+    op.create_table('drawers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('cashier', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('opened_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('opening_cents', sa.BigInteger(), nullable=False),
+    sa.Column('closed_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('expected_cents', sa.BigInteger(), nullable=True),
+    sa.Column('counted_cents', sa.BigInteger(), nullable=True),
+    sa.Column('variance_cents', sa.BigInteger(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_drawers'))
+    )
+    with op.batch_alter_table('drawers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_drawers_cashier'), ['cashier'], unique=False)
+
     op.create_table('events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('egm_id', sa.String(length=32), nullable=False),
@@ -235,6 +282,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_terminals')),
     sa.UniqueConstraint('egm_id', name=op.f('uq_terminals_egm_id'))
     )
+    op.create_table('voucher_transitions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('validation_number', sa.String(length=18), nullable=False),
+    sa.Column('from_status', sa.String(length=8), nullable=True),
+    sa.Column('to_status', sa.String(length=8), nullable=False),
+    sa.Column('at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('actor_kind', sa.String(length=8), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_voucher_transitions'))
+    )
+    with op.batch_alter_table('voucher_transitions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_voucher_transitions_gaming_day'), ['gaming_day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_voucher_transitions_validation_number'), ['validation_number'], unique=False)
+
     op.create_table('api_tokens',
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('operator_id', sa.Integer(), nullable=False),
@@ -259,11 +323,149 @@ def upgrade() -> None:
     with op.batch_alter_table('comms_periods', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_comms_periods_egm_id'), ['egm_id'], unique=False)
 
+    op.create_table('drawer_transactions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('drawer_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('ref', sa.String(length=64), nullable=False),
+    sa.Column('at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['drawer_id'], ['drawers.id'], name=op.f('fk_drawer_transactions_drawer_id_drawers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_drawer_transactions'))
+    )
+    with op.batch_alter_table('drawer_transactions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_drawer_transactions_drawer_id'), ['drawer_id'], unique=False)
+
+    op.create_table('handpays',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('slip_number', sa.Integer(), nullable=False),
+    sa.Column('egm_id', sa.String(length=32), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('tax_form_required', sa.Boolean(), nullable=False),
+    sa.Column('source', sa.String(length=8), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=True),
+    sa.Column('player_id', sa.Integer(), nullable=True),
+    sa.Column('flagged', sa.Text(), nullable=True),
+    sa.Column('reset_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paid_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paid_by', sa.String(length=64), nullable=True),
+    sa.Column('second_signer', sa.String(length=64), nullable=True),
+    sa.Column('drawer_id', sa.Integer(), nullable=True),
+    sa.Column('voided_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('voided_by', sa.String(length=64), nullable=True),
+    sa.Column('void_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['drawer_id'], ['drawers.id'], name=op.f('fk_handpays_drawer_id_drawers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_handpays')),
+    sa.UniqueConstraint('slip_number', name=op.f('uq_handpays_slip_number'))
+    )
+    with op.batch_alter_table('handpays', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_handpays_egm_id'), ['egm_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_handpays_gaming_day'), ['gaming_day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_handpays_status'), ['status'], unique=False)
+
+    op.create_table('mtl_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('cash_transaction_id', sa.Integer(), nullable=False),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('patron_key', sa.String(length=128), nullable=False),
+    sa.Column('patron_name', sa.String(length=256), nullable=True),
+    sa.Column('direction', sa.String(length=3), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('operator', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['cash_transaction_id'], ['cash_transactions.id'], name=op.f('fk_mtl_entries_cash_transaction_id_cash_transactions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mtl_entries')),
+    sa.UniqueConstraint('cash_transaction_id', name=op.f('uq_mtl_entries_cash_transaction_id'))
+    )
+    with op.batch_alter_table('mtl_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_mtl_entries_gaming_day'), ['gaming_day'], unique=False)
+
+    op.create_table('vouchers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('validation_number', sa.String(length=18), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('credit_type', sa.String(length=8), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('issued_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('issued_by', sa.String(length=64), nullable=False),
+    sa.Column('issued_source', sa.String(length=8), nullable=False),
+    sa.Column('issued_gaming_day', sa.Date(), nullable=False),
+    sa.Column('expires_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('printed', sa.Boolean(), nullable=True),
+    sa.Column('held_by', sa.String(length=64), nullable=True),
+    sa.Column('held_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('redeemed_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('redeemed_by', sa.String(length=64), nullable=True),
+    sa.Column('redeemed_source', sa.String(length=8), nullable=True),
+    sa.Column('redeemed_gaming_day', sa.Date(), nullable=True),
+    sa.Column('drawer_id', sa.Integer(), nullable=True),
+    sa.Column('voided_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('voided_by', sa.String(length=64), nullable=True),
+    sa.Column('void_reason', sa.Text(), nullable=True),
+    sa.Column('expired_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('flagged', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['drawer_id'], ['drawers.id'], name=op.f('fk_vouchers_drawer_id_drawers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_vouchers')),
+    sa.UniqueConstraint('validation_number', name=op.f('uq_vouchers_validation_number'))
+    )
+    with op.batch_alter_table('vouchers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_vouchers_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_vouchers_issued_gaming_day'), ['issued_gaming_day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_vouchers_redeemed_gaming_day'), ['redeemed_gaming_day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_vouchers_status'), ['status'], unique=False)
+        batch_op.create_index('ix_vouchers_status_expires_at', ['status', 'expires_at'], unique=False)
+
+    op.create_table('w2g_records',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('handpay_id', sa.Integer(), nullable=False),
+    sa.Column('amount_cents', sa.BigInteger(), nullable=False),
+    sa.Column('won_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('tax_year', sa.Integer(), nullable=False),
+    sa.Column('first_name', sa.String(length=128), nullable=False),
+    sa.Column('last_name', sa.String(length=128), nullable=False),
+    sa.Column('birth_date', sa.String(length=10), nullable=False),
+    sa.Column('id_type', sa.String(length=32), nullable=False),
+    sa.Column('id_number', sa.String(length=64), nullable=False),
+    sa.Column('address', sa.Text(), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['handpay_id'], ['handpays.id'], name=op.f('fk_w2g_records_handpay_id_handpays')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_w2g_records')),
+    sa.UniqueConstraint('handpay_id', name=op.f('uq_w2g_records_handpay_id'))
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('w2g_records')
+    with op.batch_alter_table('vouchers', schema=None) as batch_op:
+        batch_op.drop_index('ix_vouchers_status_expires_at')
+        batch_op.drop_index(batch_op.f('ix_vouchers_status'))
+        batch_op.drop_index(batch_op.f('ix_vouchers_redeemed_gaming_day'))
+        batch_op.drop_index(batch_op.f('ix_vouchers_issued_gaming_day'))
+        batch_op.drop_index(batch_op.f('ix_vouchers_expires_at'))
+
+    op.drop_table('vouchers')
+    with op.batch_alter_table('mtl_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_mtl_entries_gaming_day'))
+
+    op.drop_table('mtl_entries')
+    with op.batch_alter_table('handpays', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_handpays_status'))
+        batch_op.drop_index(batch_op.f('ix_handpays_gaming_day'))
+        batch_op.drop_index(batch_op.f('ix_handpays_egm_id'))
+
+    op.drop_table('handpays')
+    with op.batch_alter_table('drawer_transactions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_drawer_transactions_drawer_id'))
+
+    op.drop_table('drawer_transactions')
     with op.batch_alter_table('comms_periods', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_comms_periods_egm_id'))
 
@@ -272,6 +474,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_api_tokens_operator_id'))
 
     op.drop_table('api_tokens')
+    with op.batch_alter_table('voucher_transitions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_voucher_transitions_validation_number'))
+        batch_op.drop_index(batch_op.f('ix_voucher_transitions_gaming_day'))
+
+    op.drop_table('voucher_transitions')
     op.drop_table('terminals')
     op.drop_table('terminal_messages')
     with op.batch_alter_table('play_days', schema=None) as batch_op:
@@ -299,11 +506,25 @@ def downgrade() -> None:
         batch_op.drop_index('ix_events_egm_id_id')
 
     op.drop_table('events')
+    with op.batch_alter_table('drawers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_drawers_cashier'))
+
+    op.drop_table('drawers')
+    with op.batch_alter_table('ctr_records', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ctr_records_gaming_day'))
+
+    op.drop_table('ctr_records')
     op.drop_table('counters')
     with op.batch_alter_table('commands', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_commands_egm_id'))
 
     op.drop_table('commands')
+    with op.batch_alter_table('cash_transactions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_cash_transactions_patron_key'))
+        batch_op.drop_index('ix_cash_transactions_patron_day')
+        batch_op.drop_index(batch_op.f('ix_cash_transactions_gaming_day'))
+
+    op.drop_table('cash_transactions')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_actor'))
 
