@@ -10,7 +10,7 @@ from server.config import load_settings
 from server.host import Host
 
 # Page blueprints of the domain packages.
-PAGE_BLUEPRINTS = ("terminals.web:floor",)
+PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage")
 
 # Modules that register API routes on import (their @endpoint decorators).
 API_MODULES = (

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import signal
 import sys
-import threading
 
 import click
 
@@ -108,21 +107,20 @@ def serve(http_host, http_port):
 def _serve_http(app, host: str, port: int, threads: int) -> None:
     from waitress.server import create_server
 
+    from waitress import wasyncore
+
     server = create_server(app, host=host, port=port, threads=threads, ident="floorhost")
-    stop = threading.Event()
 
     def _on_signal(_sig, _frame):
-        stop.set()
-        server.close()
+        # Close every channel from inside waitress's own loop (the trigger wakes it): its loop then ends
+        # by itself, where closing sockets under a running select() would fail with EBADF.
+        server.task_dispatcher.shutdown(timeout=5)
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     click.echo(f"floorhost listening on http://{host}:{server.effective_port}/", err=True)
-    try:
-        server.run()
-    except (OSError, ValueError):
-        if not stop.is_set():
-            raise
+    server.run()
 
 
 @cli.command()
