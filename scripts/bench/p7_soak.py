@@ -95,6 +95,7 @@ def run(args) -> dict[str, Any]:
         # the soak
         samples: list[tuple[float, float]] = []
         backlog: list[int] = []
+        applied_at: list[tuple[float, int]] = []
         m_start, t_start = common.scrape(host.url), time.monotonic()
         cpu_start = common.cpu_seconds(host.pid)
         total = args.minutes * 60
@@ -104,6 +105,7 @@ def run(args) -> dict[str, Any]:
             if now >= next_at:
                 samples.append((round(now - t_start, 1), common.rss_mb(host.pid)))
                 backlog.append(counters[PUBLISHED] - counters[CONSUMED])
+                applied_at.append((round(now - t_start, 1), counters[CONSUMED]))
                 if len(samples) % 6 == 1:
                     print(f"P7 t={now - t_start:6.0f}s rss={samples[-1][1]:.1f}MiB backlog={backlog[-1]} "
                           f"applied={counters[CONSUMED]}", flush=True)
@@ -122,6 +124,11 @@ def run(args) -> dict[str, Any]:
         rss_end = samples[-1][1]
         res.update(
             soak_s=elapsed, samples=samples, backlog=backlog,
+            # applied/s minute by minute: a host that cannot sustain the rate shows it here
+            # (the generator then holds the backlog at --max-backlog)
+            applied_by_minute=[round((b[1] - a[1]) / (b[0] - a[0])) for a, b in
+                               zip(applied_at[::6], applied_at[6::6]) if b[0] > a[0]],
+            saturated=max(backlog[len(backlog) // 2:]) >= 0.8 * args.max_backlog,
             applied_per_s=(common.sample(m_end, APPLIED, result="applied")
                            - common.sample(m_start, APPLIED, result="applied")) / elapsed,
             applied_total=common.sample(m_end, APPLIED, result="applied"),
@@ -189,6 +196,9 @@ def doc_section(r: dict, note: str) -> str:
                                                    "measured just before" if r.get("capacity_per_s") else "--rate")
          + f"), {r['applied_per_s']:.0f} applied/s over {r['soak_s'] / 60:.1f} min, {r['applied_total']:.0f} applied "
            f"in all; backlog max {r['backlog_max']}, at the end {r['backlog_end']}"),
+        ("applied/s minute by minute", ", ".join(str(x) for x in r.get("applied_by_minute", []))
+         + (" — the host did NOT sustain the offered rate (backlog held at the generator's bound)"
+            if r.get("saturated") else "")),
         ("host RSS: fresh host → soak start", f"{_fmt(r['rss_mb_fresh'], 1)} → {r['rss_mb_start']:.1f} MiB"),
         (f"host RSS after warm-up ({r['warmup_minutes']:g} min) → end", f"{r['rss_mb_warm']:.1f} → {r['rss_mb_end']:.1f} MiB"),
         ("**growth after warm-up** (target < 10 %)", f"**{100 * r['growth']:.1f} % — {verdict(r)}**"),
