@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -313,15 +313,7 @@ class MqttGateway:
         now = self.host.now()
         ids = {p.egm_id for p in work}
         terminals = {t.egm_id: t for t in s.execute(select(Terminal).where(Terminal.egm_id.in_(ids))).scalars()}
-        keys = [(p.egm_id, p.up.seq) for p in work if p.up is not None]
-        seen: dict[tuple[str, int], str | None] = {}
-        for chunk_start in range(0, len(keys), 400):
-            chunk = keys[chunk_start:chunk_start + 400]
-            for egm_id, seq, reply in s.execute(
-                select(TerminalMessage.egm_id, TerminalMessage.seq, TerminalMessage.reply)
-                .where(tuple_(TerminalMessage.egm_id, TerminalMessage.seq).in_(chunk))
-            ):
-                seen[(egm_id, seq)] = reply
+        seen = self._already_applied(s, work)
         rows = []
         for p in work:
             t = terminals.get(p.egm_id)
@@ -353,6 +345,26 @@ class MqttGateway:
                          "body": p.item.payload.decode("utf-8", "replace"), "reply": reply_json, "late": late})
         if rows:
             writer(s).insert_many(TerminalMessage.__table__, rows)
+
+    @staticmethod
+    def _already_applied(s: Session, work: list[_Pending]) -> dict[tuple[str, int], str | None]:
+        """(egm_id, seq) → stored reply for the messages of this batch already in the ledger.
+
+        Grouped by terminal as `egm_id = ? AND seq IN (…)` ORed together: SQLite answers that from the
+        primary key, where a row-value `(egm_id, seq) IN (…)` scans the whole ledger."""
+        by_terminal: dict[str, set[int]] = {}
+        for p in work:
+            if p.up is not None:
+                by_terminal.setdefault(p.egm_id, set()).add(p.up.seq)
+        seen: dict[tuple[str, int], str | None] = {}
+        items = list(by_terminal.items())
+        for start in range(0, len(items), 100):
+            cond = or_(*[and_(TerminalMessage.egm_id == e, TerminalMessage.seq.in_(sorted(seqs)))
+                         for e, seqs in items[start:start + 100]])
+            for egm_id, seq, reply in s.execute(
+                    select(TerminalMessage.egm_id, TerminalMessage.seq, TerminalMessage.reply).where(cond)):
+                seen[(egm_id, seq)] = reply
+        return seen
 
     def _check_sequence(self, s: Session, t: Terminal, up: Up, now: dt.datetime) -> bool:
         """Records gaps (comms.sequence_gap) and flags late replays; returns True when late."""
