@@ -29,7 +29,7 @@ from cashier import aml, drawers
 from cashier.models import Drawer, Handpay, W2G
 from server import audit
 from server.audit import Actor
-from server.auth import check_password
+from server.auth import check_password, record_failure
 from server.config import Settings
 from server.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.gamingday import GamingDayClock
@@ -174,7 +174,7 @@ def _clean_patron(patron: dict | None, required: bool) -> dict | None:
     return out
 
 
-def _check_second_signer(session: Session, actor: Actor, signer: dict | None, now: dt.datetime) -> str:
+def _check_second_signer(session: Session, settings, actor: Actor, signer: dict | None, now: dt.datetime) -> str:
     """The username of a valid second signer: another active cashier or manager who gave their password."""
     if not isinstance(signer, dict) or not signer.get("username") or not signer.get("password"):
         raise RuleViolation("this handpay needs a second employee's signature", code="second_signer_required",
@@ -188,9 +188,12 @@ def _check_second_signer(session: Session, actor: Actor, signer: dict | None, no
                             field="second_signer.username")
     op = session.execute(select(Operator).where(Operator.username == username)).scalar_one_or_none()
     if (op is None or not op.active or (op.locked_until is not None and op.locked_until > now)
-            or not check_password(op.password_hash, password)):
-        raise RuleViolation("second signer: unknown, disabled or wrong password", code="second_signer_invalid",
-                            field="second_signer")
+            or op.password_expires_at <= now or not check_password(op.password_hash, password)):
+        exc = RuleViolation("second signer: unknown, disabled, locked or wrong password",
+                            code="second_signer_invalid", field="second_signer")
+        # A wrong signer password counts toward that operator's lockout like a failed login.
+        exc.after_rollback.append(lambda s: record_failure(s, settings, username, now))
+        raise exc
     if op.role not in SECOND_SIGNER_ROLES:
         raise RuleViolation("the second signer must be a cashier or a manager", code="second_signer_invalid",
                             field="second_signer.username")
@@ -240,7 +243,7 @@ def pay(session: Session, settings: Settings, actor: Actor, handpay_id: int, dra
             session, settings, None, h.amount_cents, "out", clock.day_of(now)):
         raise RuleViolation("a cash-out this large needs the patron's identity (AML)",
                             code="patron_identity_required", field="patron")
-    signer = _check_second_signer(session, actor, second_signer, now) \
+    signer = _check_second_signer(session, settings, actor, second_signer, now) \
         if h.amount_cents >= settings.second_signer_cents else None
 
     row = session.execute(

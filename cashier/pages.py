@@ -12,10 +12,11 @@ from flask import Blueprint, Response, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cashier import cage as cage_service
 from cashier import drawers, handpays, printing, vouchers
 from cashier.handpays_web import PAY_SCHEMA
 from cashier.models import Drawer, DrawerTransaction, W2G
-from server.errors import DomainError, InvalidInput
+from server.errors import DomainError, InvalidInput, run_after_rollback
 from server.web.api import error_response, host, json_response
 from server.web.pages import page
 
@@ -55,6 +56,7 @@ def _act(me, what: Callable[[Session, list], Any], status: int = 200) -> Respons
             out = what(s, after)
     except DomainError as exc:
         log.info("cage %s: %s refused: %s", me.username, request.path, exc.code)
+        run_after_rollback(h.db, exc)
         return _fail(exc)
     for action in after:  # only after the commit may a terminal be told
         try:
@@ -168,8 +170,8 @@ def pay_voucher(me, vn: str):
     def do(s, _after):
         _check_number(vn)
         h = host()
+        v = cage_service.redeem_voucher(s, h, me.actor, vn, h.now(), _body().get("patron"))
         drawer = drawers.require_open(s, me.username)
-        v = vouchers.redeem_at_cage(s, vouchers.policy_for(h), me.actor, vn, drawer.id, h.now())
         log.info("cage %s paid voucher %s %d cents from drawer %s", me.username, vn, v.amount_cents, drawer.id)
         return {"voucher": _voucher_view(s, v), "drawer": _drawer_view(s, drawer)}
     return _act(me, do)
@@ -182,12 +184,8 @@ def issue_voucher(me):
         body = _body()
         cents = parse_money(body.get("amount"), "amount")
         h = host()
-        now = h.now()
+        v = cage_service.issue_voucher(s, h, me.actor, cents, body.get("credit_type"), h.now(), body.get("patron"))
         drawer = drawers.require_open(s, me.username)
-        # The same steps as POST /api/v1/vouchers (cashier/web.py): issue, then the money into the drawer.
-        v = vouchers.issue(s, vouchers.policy_for(h), amount_cents=cents, credit_type=body.get("credit_type"),
-                           issued_by=me.username, source="cage", now=now, actor=me.actor)
-        drawers.record(s, drawer, "voucher_issue", v.amount_cents, v.validation_number, now)
         log.info("cage %s issued voucher %s %d cents into drawer %s", me.username, v.validation_number, cents,
                  drawer.id)
         return {"voucher": _voucher_view(s, v), "drawer": _drawer_view(s, drawer)}

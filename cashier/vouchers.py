@@ -135,8 +135,7 @@ def redeem_at_terminal(session: Session, policy: Policy, egm_id: str, vn: str, n
         reason = why_not(session, vn, now)
         if reason == "issued":  # issued and unexpired but not taken: only the amount limit is left
             reason = "over_limit"
-        _maybe_mark_expired(session, policy, vn, now, reason)
-        raise VoucherNotPayable(reason)
+        raise _refusal(session, policy, vn, now, reason)
     _transition(session, policy, vn, "issued", "pending", now, egm_id, "terminal", row.amount_cents)
     return session.get(Voucher, row.id)
 
@@ -241,8 +240,7 @@ def redeem_at_cage(session: Session, policy: Policy, actor: Actor, vn: str, draw
     ).first()
     if row is None:
         reason = why_not(session, vn, now)
-        _maybe_mark_expired(session, policy, vn, now, reason)
-        raise VoucherNotPayable(reason, status=404 if reason == "not_found" else 409)
+        raise _refusal(session, policy, vn, now, reason, status=404 if reason == "not_found" else 409)
     _transition(session, policy, vn, "issued", "redeemed", now, actor.username, "operator", row.amount_cents)
     session.add(DrawerTransaction(drawer_id=drawer_id, kind="voucher_redeem", amount_cents=-row.amount_cents,
                                   ref=vn, at=now))  # pay-out: money leaves the drawer
@@ -298,9 +296,14 @@ def expire_due(session: Session, policy: Policy, now: dt.datetime, only: str | N
     return [vn for vn, _ in rows]
 
 
-def _maybe_mark_expired(session: Session, policy: Policy, vn: str, now: dt.datetime, reason: str) -> None:
+def _refusal(session: Session, policy: Policy, vn: str, now: dt.datetime, reason: str,
+             status: int = 409) -> VoucherNotPayable:
+    """The refusal to raise; an overdue voucher is marked expired whether or not the caller rolls back."""
+    exc = VoucherNotPayable(reason, status=status)
     if reason == "expired":
-        expire_due(session, policy, now, only=vn)
+        expire_due(session, policy, now, only=vn)  # kept when the caller catches the refusal (the gateway)
+        exc.after_rollback.append(lambda s: expire_due(s, policy, now, only=vn))  # and when it rolls back
+    return exc
 
 
 def policy_for(host) -> Policy:

@@ -1,7 +1,8 @@
 """The cage's API: vouchers and drawers (handpays in cashier/handpays_web.py). Thin callers of the services."""
 from __future__ import annotations
 
-from cashier import drawers, vouchers
+from cashier import cage, drawers, vouchers
+from cashier.handpays_web import PATRON
 from server.web.api import Call, endpoint
 
 VN = "<validation_number>"
@@ -18,25 +19,21 @@ def get_voucher(call: Call, validation_number: str):
 
 @endpoint("/vouchers", ("POST",), permission="cage", status=201, idempotent=True, schema={
     "type": "object", "required": ["amount_cents", "credit_type"],
-    "properties": {"amount_cents": AMOUNT, "credit_type": {"type": "string", "enum": list(vouchers.CREDIT_TYPES)}}})
+    "properties": {"amount_cents": AMOUNT, "credit_type": {"type": "string", "enum": list(vouchers.CREDIT_TYPES)},
+                   "patron": PATRON}})
 def issue_voucher(call: Call):
-    """Issue a voucher at the cage (money into the drawer)."""
-    h = call.host
-    now = h.now()
-    drawer = drawers.require_open(call.session, call.actor.username)
-    v = vouchers.issue(call.session, vouchers.policy_for(h), amount_cents=call.body["amount_cents"],
-                       credit_type=call.body["credit_type"], issued_by=call.actor.username, source="cage", now=now,
-                       actor=call.actor)
-    drawers.record(call.session, drawer, "voucher_issue", v.amount_cents, v.validation_number, now)
+    """Issue a voucher at the cage (money into the drawer); the patron is needed at AML thresholds."""
+    v = cage.issue_voucher(call.session, call.host, call.actor, call.body["amount_cents"], call.body["credit_type"],
+                           call.host.now(), call.body.get("patron"))
     return vouchers.to_dict(v)
 
 
-@endpoint(f"/vouchers/{VN}/redeem", ("POST",), permission="cage", idempotent=True)
+@endpoint(f"/vouchers/{VN}/redeem", ("POST",), permission="cage", idempotent=True,
+          schema={"type": ["object", "null"], "properties": {"patron": PATRON}})
 def redeem_voucher(call: Call, validation_number: str):
-    """Pay a voucher at the cage from the cashier's open drawer."""
-    drawer = drawers.require_open(call.session, call.actor.username)
-    v = vouchers.redeem_at_cage(call.session, vouchers.policy_for(call.host), call.actor, validation_number,
-                                drawer.id, call.host.now())
+    """Pay a voucher at the cage from the cashier's open drawer; the patron is needed at AML thresholds."""
+    v = cage.redeem_voucher(call.session, call.host, call.actor, validation_number, call.host.now(),
+                            (call.body or {}).get("patron"))
     return {"amount_cents": v.amount_cents, "validation_number": v.validation_number, "status": v.status}
 
 

@@ -150,22 +150,31 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
     if op is not None and op.locked_until is not None and op.locked_until > now:
         raise AuthError("account_locked", "too many failed logins; the account is locked for now", 429)
     if op is None or not check_password(op.password_hash, password):
-        session.add(LoginFailure(username=username, at=now, remote_addr=remote_addr))
-        session.flush()
-        since = now - dt.timedelta(minutes=settings.login_window_minutes)
-        failures = session.execute(
-            select(func.count()).select_from(LoginFailure)
-            .where(LoginFailure.username == username, LoginFailure.at > since)
-        ).scalar_one()
-        if op is not None and failures > settings.login_max_failures:
-            op.locked_until = now + dt.timedelta(minutes=settings.lockout_minutes)
-            audit.append(session, audit.SYSTEM, "operator.lock", f"operator:{username}",
-                         None, {"locked_until": op.locked_until.isoformat(), "failures": failures}, at=now)
+        if record_failure(session, settings, username, now, remote_addr):
             raise AuthError("account_locked", "too many failed logins; the account is locked for now", 429)
         raise AuthError("bad_credentials", "wrong username or password", 401)
     if not op.active:
         raise AuthError("account_disabled", "this account is disabled", 401)
     return LoginResult(op.id, op.username, op.role, op.password_expires_at <= now)
+
+
+def record_failure(session: Session, settings: Settings, username: str, now: dt.datetime,
+                   remote_addr: str | None = None) -> bool:
+    """Counts a failed password (a login, or a second signer at the cage); True when it locks the account."""
+    session.add(LoginFailure(username=username, at=now, remote_addr=remote_addr))
+    session.flush()
+    since = now - dt.timedelta(minutes=settings.login_window_minutes)
+    failures = session.execute(
+        select(func.count()).select_from(LoginFailure)
+        .where(LoginFailure.username == username, LoginFailure.at > since)
+    ).scalar_one()
+    op = session.execute(select(Operator).where(Operator.username == username)).scalar_one_or_none()
+    if op is not None and failures > settings.login_max_failures:
+        op.locked_until = now + dt.timedelta(minutes=settings.lockout_minutes)
+        audit.append(session, audit.SYSTEM, "operator.lock", f"operator:{username}",
+                     None, {"locked_until": op.locked_until.isoformat(), "failures": failures}, at=now)
+        return True
+    return False
 
 
 def issue_token(session: Session, settings: Settings, operator_id: int, now: dt.datetime) -> tuple[str, dt.datetime]:

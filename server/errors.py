@@ -17,7 +17,18 @@ class DomainError(Exception):
         self.field = field
         self.reason = reason or self.code
         self.message = message or self.code.replace("_", " ")
+        # Writes that must survive the refusal (e.g. a failed password counts toward lockout): each is
+        # called with a fresh session after the refused transaction has rolled back (run_after_rollback).
+        self.after_rollback: list = []
         super().__init__(self.message)
+
+
+def run_after_rollback(db, exc: DomainError) -> None:
+    """Commits what a refusal asked to keep, in a transaction of its own."""
+    if getattr(exc, "after_rollback", None):
+        with db.begin() as session:
+            for write in exc.after_rollback:
+                write(session)
 
 
 class NotFound(DomainError):

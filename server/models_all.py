@@ -3,3 +3,4 @@ import server.models  # noqa: F401
 import terminals.models  # noqa: F401
 import terminals.software  # noqa: F401
 import cashier.models  # noqa: F401
+import terminals.sas_models  # noqa: F401

@@ -1,4 +1,4 @@
-"""Starts and stops what `floorhost serve` runs besides the web: broker (embedded), gateway, scheduler."""
+"""Starts and stops what `floorhost serve` runs besides the web: broker (embedded), gateway, SAS lines, scheduler."""
 from __future__ import annotations
 
 import logging
@@ -9,9 +9,11 @@ log = logging.getLogger("floorhost.runtime")
 
 
 class Runtime:
-    def __init__(self, host: Host, *, gateway: bool = True, scheduler: bool | None = None):
+    def __init__(self, host: Host, *, gateway: bool = True, scheduler: bool | None = None, sas: bool = True):
         self.host = host
         self.want_gateway = gateway
+        self.want_sas = sas
+        self.sas = None
         self.want_scheduler = host.settings.scheduler == "on" if scheduler is None else scheduler
         self.broker = None
         self.gateway = None
@@ -36,6 +38,16 @@ class Runtime:
             self.gateway.start()
             h.components["gateway"] = self.gateway
             h.components["routes"]["mqtt"] = self.gateway
+        if self.want_sas:
+            # Always running (a thread per line, none without SAS terminals), so a registration
+            # through the API only needs reload() to bring a new line up.
+            from terminals.sas_host import SasHost
+
+            self.sas = SasHost(h)
+            try:
+                self.sas.start()
+            except Exception:
+                log.exception("SAS lines did not start")
         if self.want_scheduler:
             from server.scheduler import Scheduler
 
@@ -45,6 +57,8 @@ class Runtime:
     def stop(self) -> None:
         if self.scheduler:
             self.scheduler.stop()
+        if self.sas:
+            self.sas.stop()
         if self.gateway:
             self.gateway.stop()
         if self.broker:

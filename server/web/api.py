@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server import auth
-from server.errors import DomainError
+from server.errors import DomainError, run_after_rollback
 from server.host import Host
 from server.models import IdempotencyRecord
 
@@ -127,6 +127,7 @@ def endpoint(rule: str, methods: tuple[str, ...] = ("GET",), *, permission: str 
             except DomainError as exc:
                 if exc.status == 400:
                     h.metrics.http_bad_input.labels(exc.code).inc()
+                run_after_rollback(h.db, exc)
                 return error_response(exc.status, exc.code, exc.message, exc.field)
 
         view._floorhost = True  # type: ignore[attr-defined]
@@ -141,6 +142,7 @@ def endpoint(rule: str, methods: tuple[str, ...] = ("GET",), *, permission: str 
         readonly = request.method == "GET"
         key = request.headers.get("Idempotency-Key") if idempotent else None
         after: list[Callable[[], None]] = []
+        after_refusal = None
         session_cm = h.db.read() if readonly else h.db.begin()
         with session_cm as s:
             call = Call(principal, body, request.args.to_dict(), s, h, after)
@@ -159,12 +161,15 @@ def endpoint(rule: str, methods: tuple[str, ...] = ("GET",), *, permission: str 
                 if not key:
                     raise
                 call.after_commit.clear()
+                after_refusal = exc
                 resp_status, resp_body = exc.status, {"error": {"code": exc.code, "message": exc.message, **({"field": exc.field} if exc.field else {})}}
             if key:
                 s.execute(IdempotencyRecord.__table__.update()
                           .where(IdempotencyRecord.operator == principal.username, IdempotencyRecord.key == key)
                           .values(status=resp_status, body=json.dumps(resp_body, default=str)))
         # The transaction is committed here: only now may terminals be told.
+        if after_refusal is not None:
+            run_after_rollback(h.db, after_refusal)
         for action in after:
             try:
                 action()

@@ -281,3 +281,19 @@ def test_terminal_handler_replies(host):
     assert (h.slip_number, h.kind, h.seq, h.status) == (1, "cancelled_credit", 1, "pending")
     assert ghost == {"result": "error", "reason": "terminal_not_found"}
     assert count(host, Handpay) == 1
+
+
+def test_wrong_second_signer_passwords_lock_the_signer(host, api, cashier):
+    add_terminal(host)
+    hp = new_handpay(host, 600_000, now=local(2026, 6, 1, 12, 0))
+    make_operator(host, "boss", "manager")
+    for i in range(host.settings.login_max_failures + 1):
+        r = cashier.post(f"/handpays/{hp}/pay", json={"patron": PATRON,
+                                                     "second_signer": {"username": "boss", "password": f"guess{i}"}})
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == "second_signer_invalid"
+    # Six failures lock the manager: the right password no longer signs, nor logs in.
+    r = cashier.post(f"/handpays/{hp}/pay", json={"patron": PATRON,
+                                                 "second_signer": {"username": "boss", "password": PASSWORD}})
+    assert r.status_code == 422
+    assert api.client.post("/api/v1/auth/token", json={"username": "boss", "password": PASSWORD}).status_code == 429
+    assert load(host, hp).status == "pending"

@@ -175,3 +175,24 @@ def test_money_input_errors_are_400_and_roles_403(api):
     assert api.as_("manager").post("/vouchers", json={"amount_cents": 5, "credit_type": "cashable"}).status_code == 403
     assert cage.post("/vouchers/019999999999999999/void", json={"reason": "x"}).status_code == 403
     assert cage.get("/vouchers/019999999999999999").status_code == 404
+
+
+def test_cage_aml_identity_at_thresholds(api, host, policy):
+    from cashier.models import CashTransaction, MtlEntry
+
+    cage = api.as_("cashier")
+    cage.post("/drawers", json={"opening_cents": 2_000_000})
+    big = issue(host, policy, amount=350_000)
+    r = cage.post(f"/vouchers/{big}/redeem")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "patron_identity_required"
+    assert status(host, big) == "issued"  # refused: nothing paid
+    patron = {"first_name": "Ada", "last_name": "Lovelace", "birth_date": "1985-12-10", "id_type": "DL",
+              "id_number": "D123", "address": "1 Main St"}
+    r = cage.post(f"/vouchers/{big}/redeem", json={"patron": patron})
+    assert r.status_code == 200
+    with host.db.read() as s:
+        tx = s.execute(select(CashTransaction)).scalar_one()
+        assert (tx.direction, tx.kind, tx.amount_cents, tx.ref) == ("out", "voucher_redeem", 350_000, big)
+        assert s.execute(select(MtlEntry)).scalar_one().amount_cents == 350_000
+    small = issue(host, policy, amount=5_000)
+    assert cage.post(f"/vouchers/{small}/redeem").status_code == 200  # under every threshold: no identity needed

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 973c274ad768
+Revision ID: d171a564932d
 Revises: 
-Create Date: 2026-11-23 07:31:50.974924
+Create Date: 2026-11-23 07:50:49.559576
 """
 from alembic import op
 import sqlalchemy as sa
 import server.db
 
 
-revision = '973c274ad768'
+revision = 'd171a564932d'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -238,6 +238,13 @@ def upgrade() -> None:
     with op.batch_alter_table('play_days', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_play_days_gaming_day'), ['gaming_day'], unique=False)
 
+    op.create_table('sas_validation_state',
+    sa.Column('egm_id', sa.String(length=32), nullable=False),
+    sa.Column('machine_id', sa.Integer(), nullable=False),
+    sa.Column('sequence', sa.BigInteger(), nullable=False),
+    sa.Column('updated_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('egm_id', name=op.f('pk_sas_validation_state'))
+    )
     op.create_table('terminal_messages',
     sa.Column('egm_id', sa.String(length=32), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
@@ -481,6 +488,7 @@ def downgrade() -> None:
     op.drop_table('voucher_transitions')
     op.drop_table('terminals')
     op.drop_table('terminal_messages')
+    op.drop_table('sas_validation_state')
     with op.batch_alter_table('play_days', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_play_days_gaming_day'))
 
