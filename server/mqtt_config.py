@@ -127,7 +127,11 @@ def write_mosquitto_config(
         "# The host receives the whole floor on one subscription; see Floorhost's",
         "# default_max_queued_messages: 200 messages per terminal, at least 1000.",
         f"max_queued_messages {queue}",
-        "max_inflight_messages 20",
+        "# The host acknowledges each message after it is committed, a batch at a time: a window of",
+        "# 20 would cap a batch at 20 messages (measured: P1 in docs/benchmarks.md).",
+        "max_inflight_messages 2000",
+        "# Small messages, latency matters (a ticket-in waits for its reply): no Nagle delay.",
+        "set_tcp_nodelay true",
         "# Sessions of terminals taken off the floor do not queue forever.",
         "persistent_client_expiration 14d",
     ]

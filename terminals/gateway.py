@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 import zlib
@@ -38,6 +39,14 @@ from terminals.commands import Outgoing, new_message_id
 from terminals.models import Terminal, TerminalMessage
 
 log = logging.getLogger("floorhost.gateway")
+
+
+def _no_delay(_client, _userdata, sock) -> None:
+    """Replies are small and a terminal waits on them: no Nagle delay (paho leaves it on)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (e.g. a unix socket or a TLS wrapper without it)
+        pass
 
 
 @dataclass
@@ -102,6 +111,7 @@ class MqttGateway:
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(0.2, 5)
         c.on_connect = self._on_connect
+        c.on_socket_open = _no_delay
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         self._client = c

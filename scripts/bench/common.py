@@ -39,7 +39,8 @@ BENCH_QUEUED = 10_000_000
 
 
 def mosquitto_conf() -> str:
-    return (f"max_inflight_messages {BENCH_INFLIGHT}\n"
+    return ("set_tcp_nodelay true\n"
+            f"max_inflight_messages {BENCH_INFLIGHT}\n"
             f"max_queued_messages {BENCH_QUEUED}\n"
             "max_queued_bytes 0\n")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from scripts.bench import common
+from terminals.gateway import _no_delay
 from scripts.bench.p1_ingest import generator_main, prepare_instance
 from tests.support.brokers import free_port
 
@@ -32,6 +33,7 @@ def _client(name: str, url: str) -> mqtt.Client:
 
     u = urlparse(url)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}", clean_session=True)
+    c.on_socket_open = _no_delay  # the baseline and the terminal alike: no Nagle delay on small messages
     common._connect(c, u.hostname, u.port)
     return c
 
@@ -87,7 +89,7 @@ def measure_redeem(url: str, root: str, egm_id: str, numbers: list[str]) -> tupl
         c.publish(f"{root}/egm/{egm_id}/up", encode_up(seq, "voucher.redeem", {"validation_number": vn}), qos=1)
         while True:
             try:
-                at, msg = replies.get(timeout=10)
+                at, msg = replies.get(timeout=3)
             except queue.Empty:
                 break
             if msg.get("re") == seq:

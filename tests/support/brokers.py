@@ -166,6 +166,7 @@ def start_mosquitto(port: int, config_dir: str | os.PathLike[str] | None = None,
         "max_queued_messages 100000\n"
         # Keep the production in-flight window (20), so tests exercise queueing.
         "max_inflight_messages 20\n"
+        "set_tcp_nodelay true\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
         f"{extra_conf}\n"
