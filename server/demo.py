@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 
 def run_demo(n_mqtt: int = 12, http_port: int | None = None, duration: float | None = None,
-             instance: str | None = None) -> int:
+             instance: str | None = None, n_sas: int = 4, n_modbus: int = 3) -> int:
     from waitress.server import create_server
 
     from server import auth, migrate
@@ -46,6 +46,12 @@ def run_demo(n_mqtt: int = 12, http_port: int | None = None, duration: float | N
     from terminals import registry, software
     from terminals.simulators.floor import SimFloor
     from terminals.simulators.mqtt_terminal import default_software
+    from terminals.simulators.sas_egm import SasEgm, SasLine
+    from protocols.sas.long_polls import MachineInfo
+    from protocols.sas.transport import StreamTransport
+    from terminals.sas_host import ROM_SEED, sas_software_sha256
+    from terminals.simulators.modbus_device import DEFAULT_SHA256 as MODBUS_SHA256
+    from terminals.simulators.modbus_device import ModbusDevice
 
     inst = Path(instance or tempfile.mkdtemp(prefix="floorhost-demo-"))
     if http_port is None:
@@ -62,6 +68,9 @@ def run_demo(n_mqtt: int = 12, http_port: int | None = None, duration: float | N
     demo = Actor("demo", "admin")
     sw = default_software()
     passwords: dict[str, str] = {}
+    # Modbus devices: emulated on loopback TCP, each its own pymodbus server.
+    modbus_devices = [ModbusDevice(unit=1, seed=100 + i) for i in range(1, n_modbus + 1)]
+    modbus_ports = [d.run_in_thread() for d in modbus_devices]
     with host.db.begin() as s:
         now = host.now()
         auth.create_operator(s, settings, demo, "admin", "admin", admin_password, now)
@@ -74,9 +83,33 @@ def run_demo(n_mqtt: int = 12, http_port: int | None = None, duration: float | N
             reg = registry.register(s, demo, egm_id, "mqtt", {"bank": f"B{(i - 1) // 6 + 1}", "position": i}, {}, now)
             registry.set_enabled(s, demo, reg.terminal, True, now)
             passwords[egm_id] = reg.mqtt_password
+        # A SAS line: emulated EGMs on the far side of a pty, the host polls the other side.
+        if n_sas:
+            sas_end, sas_path = StreamTransport.create_pty()
+            sas_egms = [SasEgm(a, denom_code=(0x01, 0x04)[a % 2], seed=100 + a) for a in range(1, n_sas + 1)]
+            for egm in sas_egms:
+                info = MachineInfo(egm.game_id, egm.additional_id, egm.denom_code, egm.max_bet,
+                                   egm.progressive_group, egm.game_options, egm.paytable, egm.base_pct)
+                sha = sas_software_sha256(info, ROM_SEED, egm.rom_signature(ROM_SEED))
+                if not software.is_approved(s, sha):
+                    software.approve(s, demo, f"{egm.game_id}{egm.additional_id}", egm.paytable, sha, now)
+                reg = registry.register(s, demo, f"SAS{egm.address:03d}", "sas", {"bank": "S1", "position": egm.address},
+                                        {"port": sas_path, "address": egm.address}, now)
+                registry.set_enabled(s, demo, reg.terminal, True, now)
+        if modbus_devices and not software.is_approved(s, MODBUS_SHA256):
+            software.approve(s, demo, "modbus-sim", "1.0", MODBUS_SHA256, now)
+        for i, port in enumerate(modbus_ports, 1):
+            reg = registry.register(s, demo, f"MB{i:03d}", "modbus", {"bank": "M1", "position": i},
+                                    {"host": "127.0.0.1", "port": port, "unit": 1, "interval_s": 2}, now)
+            registry.set_enabled(s, demo, reg.terminal, True, now)
 
+    sas_line = SasLine(sas_end, sas_egms).start() if n_sas else None
     runtime = Runtime(host)
     runtime.start()
+    for egm in sas_egms if n_sas else []:
+        egm.autoplay(0.5)
+    for d in modbus_devices:
+        d.start_autoplay()
     app = build_app(host=host)
     server = create_server(app, host="127.0.0.1", port=http_port, threads=settings.http_threads, ident="floorhost")
     web = threading.Thread(target=server.run, name="waitress", daemon=True)
@@ -93,8 +126,9 @@ Floorhost demo is running.
   log in    admin / {admin_password}   (also cashier, attendant, slot_tech, manager, auditor with the same password)
   broker    {host.broker_url} (embedded)
   floor     {n_mqtt} simulated MQTT terminals playing (MQ001…)
+  SAS line  {n_sas} emulated SAS EGMs on {sas_path if n_sas else "-"} (SAS001…)
+  Modbus    {n_modbus} emulated Modbus TCP devices playing (MB001…)
   instance  {inst}
-SAS lines and Modbus devices join the demo with their issues (#7, #8).
 Press Ctrl-C to stop.
 """)
     stop = threading.Event()
@@ -107,7 +141,16 @@ Press Ctrl-C to stop.
         stop.wait(0.5)
     click.echo("stopping the demo")
     floor.stop()
+    for egm in sas_egms if n_sas else []:
+        egm.stop_autoplay()
+    for d in modbus_devices:
+        d.stop_autoplay()
     server.close()
     runtime.stop()
+    for d in modbus_devices:
+        d.stop_thread()
+    if sas_line is not None:
+        sas_line.stop()
+        sas_end.close()
     host.close()
     return 0

@@ -1,4 +1,5 @@
-"""Starts and stops what `floorhost serve` runs besides the web: broker (embedded), gateway, SAS lines, scheduler."""
+"""Starts and stops what `floorhost serve` runs besides the web: broker (embedded), gateway, SAS lines,
+Modbus poller, scheduler."""
 from __future__ import annotations
 
 import logging
@@ -9,11 +10,14 @@ log = logging.getLogger("floorhost.runtime")
 
 
 class Runtime:
-    def __init__(self, host: Host, *, gateway: bool = True, scheduler: bool | None = None, sas: bool = True):
+    def __init__(self, host: Host, *, gateway: bool = True, scheduler: bool | None = None, sas: bool = True,
+                 modbus: bool = True):
         self.host = host
         self.want_gateway = gateway
         self.want_sas = sas
+        self.want_modbus = modbus
         self.sas = None
+        self.modbus = None
         self.want_scheduler = host.settings.scheduler == "on" if scheduler is None else scheduler
         self.broker = None
         self.gateway = None
@@ -48,6 +52,14 @@ class Runtime:
                 self.sas.start()
             except Exception:
                 log.exception("SAS lines did not start")
+        if self.want_modbus:
+            # One asyncio loop for every Modbus device; idle when none is registered (reload() adds them).
+            from terminals.modbus_host import ModbusHost
+
+            self.modbus = ModbusHost(h)
+            self.modbus.start()
+            h.components["modbus"] = self.modbus
+            h.components["routes"]["modbus"] = self.modbus
         if self.want_scheduler:
             from server.scheduler import Scheduler
 
@@ -57,6 +69,8 @@ class Runtime:
     def stop(self) -> None:
         if self.scheduler:
             self.scheduler.stop()
+        if self.modbus:
+            self.modbus.stop()
         if self.sas:
             self.sas.stop()
         if self.gateway:

@@ -340,15 +340,16 @@ class MqttGateway:
                 p.reply = json.loads(seen[key]) if seen[key] else None
                 continue
             handler = dispatch.HANDLERS.get(up.type)
-            if handler is None:
-                # Decoded but not handled by this host version: refuse, change nothing, keep no record.
-                self._reject(p, "unsupported_type")
-                continue
             registry.went_online(s, self.host.clock, t, now, "mqtt")
             late = self._check_sequence(s, t, up, now)
-            ctx = dispatch.Apply(s, self.host, t, up, now)
-            p.reply = handler(ctx)
-            p.outgoing = ctx.outgoing
+            if handler is None:
+                # A type of the contract this host version does not handle yet: refused with a reason and
+                # kept in the ledger, so its seq leaves no false gap and a redelivery gets the same answer.
+                self._reject(p, "unsupported_type")
+            else:
+                ctx = dispatch.Apply(s, self.host, t, up, now)
+                p.reply = handler(ctx)
+                p.outgoing = ctx.outgoing
             reply_json = dispatch.reply_bytes(p.reply)
             seen[key] = reply_json
             rows.append({"egm_id": p.egm_id, "seq": up.seq, "type": up.type, "terminal_ts": up.ts, "host_ts": now,
