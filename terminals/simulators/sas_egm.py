@@ -663,6 +663,10 @@ class SasEgm:
         """The next matching reply is replaced by `length` random bytes."""
         self._add_fault(_Fault("garbage", command, times, length=length))
 
+    def nack(self, times: int | None = 1, command: FaultTarget = None) -> None:
+        """The next matching long poll is NACKed (`addr|0x80`), as if it had arrived damaged, and not acted on."""
+        self._add_fault(_Fault("nack", command, times))
+
     def busy(self, times: int | None = 1, command: FaultTarget = None) -> None:
         """The next matching long poll is answered busy (`addr 00`) and not acted on."""
         self._add_fault(_Fault("busy", command, times))
@@ -697,7 +701,7 @@ class SasEgm:
                 hit = not general
             else:
                 hit = command == fault.target
-            if not hit or (fault.kind == "busy" and general):
+            if not hit or (fault.kind in ("busy", "nack") and general):
                 continue
             taken[fault.kind] = fault
             if fault.remaining is not None:
@@ -722,6 +726,8 @@ class SasEgm:
                 return None, 0.0
             if "busy" in faults:
                 return busy(self.address), 0.0
+            if "nack" in faults:
+                return nack(self.address), 0.0
             if self._record_sent is not None and message != self._record_sent[0]:
                 # Implied ACK: the host moved on from the validation record it read.
                 if self._records and self._records[0] is self._record_sent[1]:

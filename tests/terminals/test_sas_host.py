@@ -320,6 +320,31 @@ def test_faults_counted_and_survived(memory_floor, host):
     assert floor.poller.health()["errors"]["bad_crc"] >= 1
 
 
+def test_nack_repeats_the_same_poll_then_gives_up(memory_floor, host):
+    egm = SasEgm(19, seed=19)
+    floor = memory_floor([egm])
+    floor.wait_online()
+    line, m = floor.port, host.metrics
+    # Two NACKs: the original and one repeat fail, the second repeat gets the cash-out through.
+    egm.insert_bill(1000)
+    egm.nack(times=2, command=0x57)
+    egm.cash_out()
+    wait_for(lambda: floor.vouchers(issued_by="SAS019", printed=True), timeout=10, what="voucher after 2 NACKs")
+    assert m.value("floorhost_serial_errors_total", line=line, kind="nack") == 2
+    # Three NACKs: the original plus two repeats, then the poll is given up and no voucher is made.
+    egm.insert_bill(500)
+    egm.nack(times=3, command=0x57)
+    egm.cash_out()
+    wait_for(lambda: m.value("floorhost_serial_errors_total", line=line, kind="nack") == 5, timeout=10,
+             what="three more NACKs")
+    wait_for(lambda: not egm._faults, timeout=5, what="faults used up")
+    import time as _t
+
+    _t.sleep(1.0)
+    assert len(floor.vouchers(issued_by="SAS019")) == 1
+    assert m.value("floorhost_serial_errors_total", line=line, kind="nack") == 5  # given up: no fourth try
+
+
 def test_link_down_and_recovery(memory_floor, host):
     egm = SasEgm(20, seed=20)
     floor = memory_floor([egm])
