@@ -199,6 +199,8 @@ class EgmState:
     clock_set_at: dt.datetime | None = None
     next_meters: float = 0.0
     meters_queued: bool = False
+    # Bills-in meter (code 0B, credits) as last read: exception 4F's amount is read as its change.
+    bills_in_credits: int | None = None
     # The ticket this host authorized and is waiting to hear the end of (LP 71 FF).
     held_ticket: str | None = None
     job: _Job | None = None
@@ -608,6 +610,8 @@ class LinePoller:
                         detail["reason"] = info.reason
                     if info.event == "bill.accepted":
                         detail["amount_cents"] = info.amount_cents
+                        if info.amount_cents is None:
+                            return  # 4F: recorded by _bill_other with the amount from the bill meter
                     registry.add_event(s, self.host.clock, t, info.event, now, detail=detail, source="sas")
                 if info.alert:
                     kind = "sequence_gap" if code == BUFFER_OVERFLOW else "memory_error"
@@ -619,7 +623,11 @@ class LinePoller:
                     handpays.mark_reset(s, e.egm_id, now)
 
             self._later(record)
+        if info.event == "bill.accepted" and info.amount_cents is not None and e.bills_in_credits is not None \
+                and e.denom_cents:
+            e.bills_in_credits += info.amount_cents // e.denom_cents  # keeps the 4F baseline current
         flows = {
+            0x4F: ("bill_other", self._bill_other, True),
             0x57: ("cashout", self._cashout, True),
             0x67: ("ticket_in", self._ticket_in, True),
             0x68: ("ticket_done", self._ticket_done, True),
@@ -719,6 +727,26 @@ class LinePoller:
         log.info("line=%s egm=%s LP 4C machine id %06X sequence %d: %s", self.port, e.egm_id, machine_id,
                  sequence, reply)
 
+    def _bill_other(self, e: EgmState) -> Flow:
+        """Exception 4F, a bill of another value: its amount is the change of the bills-in meter (0B)."""
+        reply = yield ReadSelectedMeters(codes=(0x0B,))
+        amount = None
+        if isinstance(reply, SelectedMeters) and 0x0B in reply.values and e.denom_cents:
+            credits = reply.values[0x0B]
+            if e.bills_in_credits is not None and credits > e.bills_in_credits:
+                amount = (credits - e.bills_in_credits) * e.denom_cents
+            e.bills_in_credits = credits
+        now = self.host.now()
+        detail = {"sas_exception": "4F", "amount_cents": amount}
+        if amount is None:
+            detail["flagged"] = True  # no earlier reading to compare with: the amount is unknown
+
+        def record(s: Session) -> None:
+            registry.add_event(s, self.host.clock, registry.get(s, e.egm_id), "bill.accepted", now, detail=detail,
+                               source="sas")
+
+        self._later(record)
+
     def _meters(self, e: EgmState, command_id: str | None) -> Flow:
         try:
             if e.denom_cents is None:
@@ -734,6 +762,8 @@ class LinePoller:
                 selected = None
             values, moduli = _meter_values(basic, selected if isinstance(selected, SelectedMeters) else None,
                                            e.denom_cents)
+            if isinstance(selected, SelectedMeters) and 0x0B in selected.values:
+                e.bills_in_credits = selected.values[0x0B]
             now = self.host.now()
             info = e.machine_info
 

@@ -167,6 +167,12 @@ def test_shared_line_meters_doors_bills_in_cents(memory_floor, host):
     assert (games, wager) == (4, 200)
     # The other EGMs of the line were polled all along.
     assert floor.snapshots(2) and floor.snapshots(3)
+    # A bill of another value (exception 4F): its amount comes from the change of the bills-in meter,
+    # after a known bill that kept the baseline current.
+    assert quarter.insert_bill(500)
+    assert quarter.insert_bill(20_000 - 25)  # no 47–50 code for this one: 4F
+    wait_for(lambda: len(floor.events(1, "bill.accepted")) == 3, what="4F bill event")
+    assert [b.detail["amount_cents"] for b in floor.events(1, "bill.accepted")] == [2000, 500, 19_975]
 
 
 def test_system_validation_cashout_voucher_printed(memory_floor, host):
