@@ -358,3 +358,11 @@ def write_section(key: str, body: str) -> None:
 
 def today() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def table_section(header: list[str], rows: list[tuple], note: str | None = None) -> str:
+    """A docs/benchmarks.md section: header lines, a figure/value table, then an optional note."""
+    out = [*header, "| figure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
+    if note:
+        out += ["", note]
+    return "\n".join(out) + "\n"

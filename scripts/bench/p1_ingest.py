@@ -513,11 +513,8 @@ def doc_section(r: dict, note: str) -> str:
            f"- date: {r['date']}", f"- machine: {r['machine']} (load average {r['loadavg_start']:.1f} at start, "
            f"{r['loadavg_end']:.1f} at end: shared with other jobs)",
            f"- broker: {r['broker']}, DB: {r['db']}, terminals: {r['terminals']}, window: {r['seconds']:g} s", "",
-           "| figure | value |", "|---|---|"]
-    out += [f"| {a} | {b} |" for a, b in rows]
-    if note:
-        out += ["", note]
-    return "\n".join(out) + "\n"
+           ]
+    return common.table_section(out, rows, note)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -402,11 +402,8 @@ def doc_section(r: dict, note: str) -> str:
            f"- broker: {r['broker']} (`max_connections -1`), DB: sqlite, RLIMIT_NOFILE soft/hard "
            f"{r['nofile'][0]}/{r['nofile'][1]}; each terminal: retained status, hello and meters on connect, "
            f"then meters every 20 s (no play)", "",
-           "| figure | value |", "|---|---|"]
-    out += [f"| {a} | {b} |" for a, b in rows]
-    if note:
-        out += ["", note]
-    return "\n".join(out) + "\n"
+           ]
+    return common.table_section(out, rows, note)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -215,11 +215,8 @@ def doc_section(r: dict, note: str) -> str:
            f"- date: {r['date']}",
            f"- machine: {r['machine']} (load average {r['loadavg_start']:.1f} at start, {r['loadavg_end']:.1f} at end)",
            f"- broker: {r['broker']}, DB: sqlite, terminals: {r['terminals']}, P1 mix", "",
-           "| figure | value |", "|---|---|"]
-    out += [f"| {a} | {b} |" for a, b in rows]
-    if note:
-        out += ["", note]
-    return "\n".join(out) + "\n"
+           ]
+    return common.table_section(out, rows, note)
 
 
 def main(argv: list[str] | None = None) -> int:

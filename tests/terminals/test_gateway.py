@@ -124,10 +124,15 @@ def test_unknown_event_code_stored_and_flagged(floor_terminal, host):
 
 
 def test_door_and_tilt_drive_state(floor_terminal, api):
+    state = lambda: api.as_("attendant").get("/terminals/EGM1").get_json()["state"]  # noqa: E731
     floor_terminal.send("event", {"code": "door.main.open", "detail": {}})
-    eventually(lambda: api.as_("attendant").get("/terminals/EGM1").get_json()["state"] == "door_open")
+    assert eventually(lambda: state() == "door_open")
+    floor_terminal.send("event", {"code": "tilt", "detail": {"reason": "reel"}})
+    assert eventually(lambda: state() == "tilt")
+    floor_terminal.send("event", {"code": "power.on", "detail": {}})  # a power cycle clears the tilt
+    assert eventually(lambda: state() == "door_open")
     floor_terminal.send("event", {"code": "door.main.closed", "detail": {}})
-    eventually(lambda: api.as_("attendant").get("/terminals/EGM1").get_json()["state"] == "online")
+    assert eventually(lambda: state() == "online")
 
 
 def test_bad_input_rejected_counted_and_answered(floor_terminal, host):
