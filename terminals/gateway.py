@@ -5,6 +5,11 @@
     (terminals.dispatch) in ONE transaction for the batch ─▶ commit ─▶ publish
     replies ─▶ PUBACK to the broker.
 
+Requests a terminal waits on (ticket-in, cash-out, handpay, card-in) go first: a
+bulk batch being applied stops at the next message when one arrives, commits what
+it has, and the request — with its terminal's earlier messages, so that terminal's
+order holds — is applied in a small transaction of its own (see `_Lane`).
+
 The host subscribes with a persistent session and acknowledges each QoS 1
 message only after its effects are committed (paho manual_ack), so a host killed
 mid-batch gets the unacknowledged messages again from the broker and the
@@ -16,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import queue
 import socket
 import threading
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -57,6 +62,85 @@ class Inbound:
     qos: int
     received: float  # time.monotonic() at receipt, for the apply-latency histogram
     connection: int = 0  # which broker connection delivered it: a PUBACK only means something on that one
+    egm_id: str = ""  # from the topic, for ordering within the worker's lane
+    urgent: bool = False  # a request a terminal waits on (see URGENT_TYPES)
+    decoded: "_Pending | None" = None  # kept when a batch is cut, so the message is not decoded twice
+
+
+# Up types whose reply a terminal (and a patron) waits on. Spotted in the raw payload by the network
+# thread without decoding: the guess only orders work, it never decides what is done.
+URGENT_TYPES = (b'"voucher.redeem"', b'"voucher.issue"', b'"handpay"', b'"card.in"')
+
+
+def is_urgent(topic: str, payload: bytes) -> bool:
+    return topic.endswith("/up") and any(t in payload for t in URGENT_TYPES)
+
+
+_CHUNK = 100  # messages per read of terminals and ledger inside a batch
+
+
+class _Lane:
+    """One worker's inbox. Messages keep their arrival order per terminal; requests a terminal
+    waits on are taken first, together with every queued message of the same terminal."""
+
+    def __init__(self) -> None:
+        self._items: deque[Inbound] = deque()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.urgent = 0  # requests waiting; read without the lock by the applying worker, as a hint
+        self.unfinished = 0  # taken or waiting, not yet finished
+
+    def put(self, item: Inbound) -> None:
+        with self._cond:
+            self._items.append(item)
+            self.unfinished += 1
+            if item.urgent:
+                self.urgent += 1
+            self._cond.notify()
+
+    def put_back(self, items: list[Inbound]) -> None:
+        """Messages cut from a batch go back to the front, in their order."""
+        with self._cond:
+            self._items.extendleft(reversed(items))
+            self.urgent += sum(1 for it in items if it.urgent)
+            self._cond.notify()
+
+    def done(self, n: int) -> None:
+        with self._cond:
+            self.unfinished -= n
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def take(self, max_batch: int, wait: float) -> list[Inbound] | None:
+        """The next batch; None once stopped and empty. Waits up to `wait` to fill a bulk batch,
+        never while a request is waiting."""
+        with self._cond:
+            while not self._items:
+                if self._stopped:
+                    return None
+                self._cond.wait()
+            deadline = time.monotonic() + wait
+            while len(self._items) < max_batch and not self.urgent and not self._stopped:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if self.urgent:
+                return self._take_requests()
+            return [self._items.popleft() for _ in range(min(max_batch, len(self._items)))]
+
+    def _take_requests(self) -> list[Inbound]:
+        terminals = {it.egm_id for it in self._items if it.urgent}
+        batch: list[Inbound] = []
+        rest: deque[Inbound] = deque()
+        for it in self._items:
+            (batch if it.egm_id in terminals else rest).append(it)
+        self._items = rest
+        self.urgent -= sum(1 for it in batch if it.urgent)
+        return batch
 
 
 @dataclass
@@ -90,12 +174,13 @@ class MqttGateway:
         n = workers or host.settings.gateway_workers
         if host.settings.is_sqlite:
             n = 1  # one writer is all SQLite has; more workers would only queue on its lock
-        self._queues: list[queue.Queue[Inbound | None]] = [queue.Queue() for _ in range(n)]
+        self._lanes: list[_Lane] = [_Lane() for _ in range(n)]
         self._threads: list[threading.Thread] = []
         self._client: mqtt.Client | None = None
         self._running = False
         self.connected = False
         self._known: dict[str, float] = {}  # egm_id → time it was found unregistered (negative cache)
+        self._timing = (0.0, 0.0)  # (apply, commit) seconds of the last batch
         self._cache: dict = {}  # committed per-terminal state services keep in the bulk writer's cache
         self._connection = 0  # counts broker connections; see Inbound.connection
 
@@ -116,8 +201,8 @@ class MqttGateway:
         c.on_message = self._on_message
         self._client = c
         self._running = True
-        for i, q in enumerate(self._queues):
-            th = threading.Thread(target=self._work, args=(q,), name=f"gateway-worker-{i}", daemon=True)
+        for i, lane in enumerate(self._lanes):
+            th = threading.Thread(target=self._work, args=(lane,), name=f"gateway-worker-{i}", daemon=True)
             th.start()
             self._threads.append(th)
         c.connect_async(*self._broker, keepalive=20)
@@ -125,8 +210,8 @@ class MqttGateway:
 
     def stop(self) -> None:
         self._running = False
-        for q in self._queues:
-            q.put(None)
+        for lane in self._lanes:
+            lane.stop()
         for th in self._threads:
             th.join(timeout=10)
         if self._client is not None:
@@ -144,7 +229,7 @@ class MqttGateway:
 
     def idle(self) -> bool:
         """True when no message waits in any worker queue (tests, benchmarks)."""
-        return all(q.unfinished_tasks == 0 for q in self._queues)
+        return all(lane.unfinished == 0 for lane in self._lanes)
 
     # ---- paho callbacks: network thread, so they only enqueue -----------------------------
     def _on_connect(self, client, _userdata, _flags, reason_code, _props):
@@ -163,9 +248,10 @@ class MqttGateway:
 
     def _on_message(self, _client, _userdata, msg):
         parts = msg.topic.split("/")
-        shard = zlib.crc32(parts[-2].encode()) % len(self._queues) if len(parts) >= 2 else 0
-        self._queues[shard].put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.monotonic(),
-                                        self._connection))
+        egm_id = parts[-2] if len(parts) >= 2 else ""
+        shard = zlib.crc32(egm_id.encode()) % len(self._lanes)
+        self._lanes[shard].put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.monotonic(),
+                                       self._connection, egm_id, is_urgent(msg.topic, msg.payload)))
         self.host.metrics.queue_depth.inc()
 
     # ---- the way out ----------------------------------------------------------------------
@@ -185,91 +271,103 @@ class MqttGateway:
         self.send(out.egm_id, "cmd", {"name": out.name, "args": out.args}, msg_id=out.command_id)
 
     # ---- workers ----------------------------------------------------------------------------
-    def _work(self, q: queue.Queue) -> None:
+    def _work(self, lane: _Lane) -> None:
         max_batch = self.settings.gateway_batch_max
         wait = self.settings.gateway_batch_wait_ms / 1000
         while True:
-            first = q.get()
-            if first is None:
-                q.task_done()
+            batch = lane.take(max_batch, wait)
+            if batch is None:
                 return
-            batch = [first]
-            deadline = time.monotonic() + wait
-            while len(batch) < max_batch:
-                try:
-                    remaining = deadline - time.monotonic()
-                    item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    q.put(None)  # stop after this batch
-                    q.task_done()
-                    break
-                batch.append(item)
+            left: list[Inbound] = []
             try:
-                self.process(batch)
+                left = self.process(batch, lane)
             except Exception:  # the worker must outlive anything one batch does
                 log.exception("gateway batch failed")
             finally:
-                self.host.metrics.queue_depth.dec(len(batch))
-                for _ in batch:
-                    q.task_done()
+                finished = len(batch) - len(left)
+                self.host.metrics.queue_depth.dec(finished)
+                if left:
+                    lane.put_back(left)
+                lane.done(finished)
 
-    def process(self, batch: list[Inbound]) -> None:
-        """Decodes, applies and commits a batch; then replies and acknowledges. Public for tests."""
+    def process(self, batch: list[Inbound], lane: _Lane | None = None) -> list[Inbound]:
+        """Decodes, applies and commits a batch; then replies and acknowledges. Public for tests.
+
+        With a lane, applying stops early when a request waits there; the messages not applied
+        are returned, untouched, for the lane to take again."""
         started = time.perf_counter()
-        pending = [self._decode(item) for item in batch]
+        pending = [item.decoded or self._decode(item) for item in batch]
         work = [p for p in pending if p.result != "rejected"]
-        if work and not self._commit_with_retry(work):
-            return  # stopping while the database is away: nothing acknowledged, the broker keeps it all
+        left: list[_Pending] = []
+        if work:
+            result = self._commit_with_retry(work, lane)
+            if result is None:
+                return []  # stopping while the database is away: nothing acknowledged, the broker keeps it all
+            left = result
+        if left:
+            cut = {id(p) for p in left}
+            pending = [p for p in pending if id(p) not in cut]
+        committed = time.perf_counter()
         self._finish(pending)
-        self.host.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.host.metrics.batch_size.observe(len(batch))
+        took = time.perf_counter() - started
+        if took > 0.25:  # one line when a batch holds its terminals (and the database) long
+            log.warning("slow batch: %d message(s), %d left; %.0f ms to apply, %.0f ms to commit, %.0f ms in all",
+                        len(pending), len(left), self._timing[0] * 1000, self._timing[1] * 1000, took * 1000)
+        self.host.metrics.batch_seconds.observe(took)
+        self.host.metrics.batch_size.observe(len(pending))
+        for p in left:
+            p.item.decoded = p
+        return [p.item for p in left]
 
-    def _commit_with_retry(self, work: list[_Pending]) -> bool:
-        """Commits the batch; False only when the gateway stops while the database is away.
+    def _commit_with_retry(self, work: list[_Pending], lane: _Lane | None = None) -> list[_Pending] | None:
+        """Commits the batch and returns what was left for later; None only when the gateway stops
+        while the database is away.
 
         A database that is away (restart, failover, lock timeout) is waited for: nothing is
         acknowledged until its effects are committed. A message that fails by itself (a bug, not
         the database) is isolated, rejected and acknowledged, so it cannot block its terminal."""
         try:
-            return self._until_committed(work)
+            return self._until_committed(work, lane)
         except Exception:
             log.exception("batch of %d failed; applying one by one", len(work))
         for p in work:
             try:
-                if not self._until_committed([p]):
-                    return False
+                if self._until_committed([p]) is None:
+                    return None
             except Exception as exc:
                 log.exception("egm=%s seq=%s type=%s could not be applied", p.egm_id, p.up and p.up.seq,
                               p.up and p.up.type)
                 self._reject(p, "internal_error", exc)
-        return True
+        return []
 
-    def _until_committed(self, work: list[_Pending]) -> bool:
+    def _until_committed(self, work: list[_Pending], lane: _Lane | None = None) -> list[_Pending] | None:
         delay = 0.1
         while True:
             try:
-                self._commit(work)
-                return True
+                return self._commit(work, lane)
             except (OperationalError, InterfaceError) as exc:
                 self.host.metrics.db_retries.inc()
                 log.error("database unavailable (%s); retrying %d message(s) in %.1fs",
                           exc.__class__.__name__, len(work), delay)
             if not self._running:
-                return False
+                return None
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _commit(self, work: list[_Pending]) -> None:
+    def _commit(self, work: list[_Pending], lane: _Lane | None = None) -> list[_Pending]:
         for p in work:
             p.result, p.reply, p.outgoing = "applied", None, []
-        with self.host.db.begin() as s, s.no_autoflush, bulk(s) as w:
-            w.cache.update(self._cache)
-            self._apply_all(s, work)
-            cache = w.cache
+        t0 = time.perf_counter()
+        with self.host.db.begin() as s, s.no_autoflush:
+            with bulk(s) as w:
+                w.cache.update(self._cache)
+                left = self._apply_all(s, work, lane)
+                cache = w.cache
+            applied = time.perf_counter()  # the bulk writer has flushed
+        self._timing = (applied - t0, time.perf_counter() - applied)  # (apply, commit), for the slow-batch line
         # Committed: what this batch learnt (each terminal's last meters) holds for the next one.
         self._cache = cache
+        return left
 
     # ---- decode -----------------------------------------------------------------------------
     def _decode(self, item: Inbound) -> _Pending:
@@ -319,13 +417,29 @@ class MqttGateway:
         return found
 
     # ---- apply ------------------------------------------------------------------------------
-    def _apply_all(self, s: Session, work: list[_Pending]) -> None:
+    def _apply_all(self, s: Session, work: list[_Pending], lane: _Lane | None = None) -> list[_Pending]:
+        """Applies the batch in order; returns the tail left unapplied because a request is waiting."""
         now = self.host.now()
-        ids = {p.egm_id for p in work}
-        terminals = {t.egm_id: t for t in s.execute(select(Terminal).where(Terminal.egm_id.in_(ids))).scalars()}
-        seen = self._already_applied(s, work)
+        terminals: dict[str, Terminal] = {}
+        seen: dict[tuple[str, int], str | None] = {}
         rows = []
-        for p in work:
+        left: list[_Pending] = []
+        for i, p in enumerate(work):
+            if lane is not None and i and lane.urgent:
+                left = work[i:]  # a terminal waits on a reply: commit this much, let its request through
+                break
+            if i % _CHUNK == 0:
+                # Terminals and the ledger are read a chunk at a time, so a cut never waits on the whole batch.
+                chunk = work[i:i + _CHUNK]
+                ids = {q.egm_id for q in chunk} - terminals.keys()
+                if ids:
+                    terminals.update((t.egm_id, t) for t in s.execute(
+                        select(Terminal).where(Terminal.egm_id.in_(ids))).scalars())
+                # Only a seq at or below the terminal's highest applied one can be in the ledger already.
+                maybe = [q for q in chunk if q.up is not None and (q.egm_id, q.up.seq) not in seen
+                         and q.egm_id in terminals and q.up.seq <= (terminals[q.egm_id].last_seq or 0)]
+                if maybe:
+                    seen.update(self._already_applied(s, maybe))
             t = terminals.get(p.egm_id)
             if t is None:  # unregistered between decode and apply
                 self._reject(p, "unknown_terminal")
@@ -356,6 +470,7 @@ class MqttGateway:
                          "body": p.item.payload.decode("utf-8", "replace"), "reply": reply_json, "late": late})
         if rows:
             writer(s).insert_many(TerminalMessage.__table__, rows)
+        return left
 
     @staticmethod
     def _already_applied(s: Session, work: list[_Pending]) -> dict[tuple[str, int], str | None]:

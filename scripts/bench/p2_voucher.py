@@ -159,6 +159,7 @@ def run(args) -> dict:
             "redeem_mean_ms": statistics.mean(redeem_rtts) * 1000, "samples": len(redeem_rtts),
             "applied_total": applied, "machine": common.machine(), "db": args.db,
         }
+        r["slowest"] = sorted(((v * 1000, i) for i, v in enumerate(redeem_rtts)), reverse=True)[:5]
         r["ratio_p99"] = r["redeem_p99_ms"] / r["echo_p99_ms"] if r["echo_p99_ms"] else None
         return r
     finally:
@@ -172,7 +173,10 @@ def run(args) -> dict:
         if host_proc:
             host_proc.stop()
         broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("FLOORHOST_BENCH_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv=None) -> int:
@@ -189,6 +193,7 @@ def main(argv=None) -> int:
     print(f"P2 redeem_p50_ms={r['redeem_p50_ms']:.2f} redeem_p99_ms={r['redeem_p99_ms']:.2f} "
           f"ratio_p99={r['ratio_p99']:.2f} target<=5x_and<=25ms {verdict} samples={r['samples']} "
           f"authorized={r['authorized']}/{r['vouchers']}")
+    print("P2 slowest (ms, sample #): " + ", ".join(f"{v:.1f} #{i}" for v, i in r["slowest"]))
     if not args.no_docs:
         body = f"""### P2 voucher latency — mosquitto + {r['db']}
 
