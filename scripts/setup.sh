@@ -4,7 +4,7 @@
 #   scripts/setup.sh                 the virtualenv .venv with floorhost installed (editable)
 #   scripts/setup.sh --test          ... plus the test extra (pytest, hypothesis, playwright, ...)
 #   scripts/setup.sh --services      ... plus what the tests need on the machine:
-#                                    Chromium, the Mosquitto binary, a PostgreSQL on 127.0.0.1:5432
+#                                    Chromium, poppler's pdftoppm, the Mosquitto binary, a PostgreSQL on 127.0.0.1:5432
 #                                    that user postgres reaches over TCP without a password
 #
 # Sourced (`. scripts/setup.sh`), it only defines the functions below.
@@ -193,6 +193,16 @@ fh_ensure_chromium() {
     [[ -x "$FH_CHROMIUM" ]] || fh_die "installed Debian's chromium but $FH_CHROMIUM is missing"
 }
 
+fh_ensure_pdftoppm() {
+    # The printing and report tests render PDF pages to PNG with poppler's pdftoppm.
+    if command -v pdftoppm >/dev/null 2>&1; then
+        fh_log "pdftoppm: present"
+        return 0
+    fi
+    fh_apt_install poppler-utils
+    command -v pdftoppm >/dev/null 2>&1 || fh_die "installed Debian's poppler-utils but pdftoppm is missing"
+}
+
 fh_ensure_mosquitto() {
     if [[ -x "$FH_MOSQUITTO" ]]; then
         fh_log "Mosquitto: $FH_MOSQUITTO present (the tests start their own brokers)"
@@ -337,6 +347,7 @@ fh_setup_main() {
     fh_setup_venv "$extra"
     if [[ "$services" == 1 ]]; then
         fh_ensure_chromium
+        fh_ensure_pdftoppm
         fh_ensure_mosquitto
         fh_ensure_postgres
     fi
