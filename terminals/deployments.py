@@ -288,6 +288,7 @@ def _mark_sent(x: DeploymentTarget, d: Deployment, pkg: ConfigPackage, now: dt.d
 
 
 def _finish_done(session: Session, deployments, now: dt.datetime) -> None:
+    session.flush()  # the gateway's batch runs without autoflush; the count must see this batch's changes
     for d in deployments:
         if d.status != "active":
             continue

@@ -91,8 +91,17 @@ def test_roles(api):
     assert [p["name"] for p in listing] == ["floor-a"]
 
 
-def test_the_jurisdictions_configured_limits_apply(settings_overrides, api):
-    settings_overrides.update(rtp_min_bp=8800, rtp_max_bp=9000)
-    st = api.as_("slot_tech")
-    assert st.post("/config-packages", json={**PACKAGE, "games": [{**GAME, "rtp_bp": 9250}]}).status_code == 422
-    assert st.post("/config-packages", json={**PACKAGE, "games": [{**GAME, "rtp_bp": 8800}]}).status_code == 201
+
+def test_the_jurisdictions_configured_limits_apply(settings_overrides):
+    from server.app import build_app
+    from server.config import load_settings
+    from server.host import Host
+    from tests.conftest import Api
+
+    h = Host(load_settings({**settings_overrides, "rtp_min_bp": 8800, "rtp_max_bp": 9000}, environ={}))
+    try:
+        st = Api(build_app(host=h).test_client(), h).as_("slot_tech")
+        assert st.post("/config-packages", json={**PACKAGE, "games": [{**GAME, "rtp_bp": 9250}]}).status_code == 422
+        assert st.post("/config-packages", json={**PACKAGE, "games": [{**GAME, "rtp_bp": 8800}]}).status_code == 201
+    finally:
+        h.close()
