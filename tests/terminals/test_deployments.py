@@ -267,3 +267,23 @@ def test_software_verify_on_demand_disables_unapproved_software(floor, api, host
         assert s.execute(select(func.count()).select_from(Alert).where(
             Alert.kind == "software_unapproved", Alert.egm_id == "EGM1")).scalar_one() == 1
     until(host, lambda: sim.last_reply("hello.reply")["body"]["enabled"] is False, what="told disabled")
+
+
+def test_status_naming_another_package_or_deployment_changes_nothing(host, api):
+    with host.db.begin() as s:
+        registry.register(s, SYSTEM, "E1", "mqtt", {}, {}, host.now())
+    pkg = package(api)
+    with host.db.begin() as s:
+        dep = deployments.create(s, SYSTEM, pkg["id"], ["E1"], "idle", host.now()).id
+    with host.db.begin() as s:
+        t = registry.get(s, "E1")
+        assert deployments.on_status(s, t, dep, "installed", "00" * 32, None, host.now()) is None
+        assert deployments.on_status(s, t, dep + 1, "installed", pkg["sha256"], None, host.now()) is None
+        assert deployments.on_status(s, t, "dep-x", "installed", pkg["sha256"], None, host.now()) is None
+        assert t.reported_config is None
+    assert states(api, dep) == {"E1": "pending"}
+    with host.db.begin() as s:
+        t = registry.get(s, "E1")
+        assert deployments.on_status(s, t, dep, "received", pkg["sha256"].upper(), None, host.now()).state \
+            == "received"
+    assert states(api, dep) == {"E1": "received"}
