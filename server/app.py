@@ -10,12 +10,13 @@ from server.config import load_settings
 from server.host import Host
 
 # Page blueprints of the domain packages.
-PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage")
+PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage", "terminals.config_web:config_pages")
 
 # Modules that register API routes on import (their @endpoint decorators).
 API_MODULES = (
     "server.web.operators",
     "terminals.web",
+    "terminals.config_web",
     "cashier.web",
     "cashier.handpays_web",
 )

@@ -20,6 +20,7 @@ JOBS: dict[str, tuple[str, dict]] = {
     "terminals.heartbeat": ("terminals.jobs:heartbeat", {"trigger": "interval", "seconds": 10}),
     "terminals.command_timeouts": ("terminals.jobs:command_timeouts", {"trigger": "interval", "seconds": 30}),
     "terminals.clock_sync": ("terminals.jobs:clock_sync", {"trigger": "interval", "minutes": 30}),
+    "terminals.deployments": ("terminals.deploy_steps:pump", {"trigger": "interval", "seconds": 2}),
     "cashier.release_holds": ("cashier.jobs:release_holds", {"trigger": "interval", "seconds": 5}),
     "cashier.expire_vouchers": ("cashier.jobs:expire_vouchers", {"trigger": "interval", "minutes": 10}),
 }

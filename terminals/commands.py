@@ -19,7 +19,9 @@ from server.errors import Conflict, InvalidInput, NotFound
 from terminals import registry
 from terminals.models import Command, Terminal
 
-NAMES = ("enable", "disable", "meters.request", "time.set", "handpay.reset", "message")
+# software.verify (an extension of terminal-mqtt.md, docs/deployments.md): the terminal re-reports its
+# software (MQTT: a new hello; Modbus: the hash registers are read again; SAS: LP 1F and LP 21 again).
+NAMES = ("enable", "disable", "meters.request", "time.set", "handpay.reset", "message", "software.verify")
 
 
 def new_message_id() -> str:

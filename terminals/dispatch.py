@@ -47,7 +47,7 @@ Handler = Callable[[Apply], "dict | None"]
 HANDLERS: dict[str, Handler] = {}
 
 # Domain packages whose handlers register themselves on import (load_handlers()).
-HANDLER_MODULES = ("cashier.terminal", "cashier.handpays_terminal")
+HANDLER_MODULES = ("cashier.terminal", "cashier.handpays_terminal", "terminals.config_terminal")
 
 
 def load_handlers() -> dict[str, Handler]:
@@ -98,6 +98,12 @@ HELLO_HOOKS: list[Callable[[Apply], None]] = []
 def on_meters(ctx: Apply) -> None:
     meters.record_snapshot(ctx.session, ctx.clock, ctx.terminal, ctx.up.body.meters, ctx.now, seq=ctx.up.seq,
                            terminal_ts=ctx.up.ts, source="mqtt")
+    for hook in METERS_HOOKS:
+        hook(ctx)
+
+
+# Other packages add what fresh meters mean to them (deployments: a push waiting for them goes).
+METERS_HOOKS: list[Callable[[Apply], None]] = []
 
 
 @handles("game.end")

@@ -391,6 +391,12 @@ class ModbusHost:
                 await self._sync_enabled(dev, want_enabled)
             return True
 
+    def poll_sync(self, egm_id: str, timeout: float = 10.0) -> bool:
+        """poll() for a plain thread (a deployment step reads the meters before it writes)."""
+        if self._loop is None:
+            return False
+        return bool(self._call(self.poll(egm_id), timeout))
+
     async def _failed(self, dev: _Device, exc: ModbusError) -> None:
         self._count(exc.kind)
         dev.failures += 1
@@ -496,6 +502,11 @@ class ModbusHost:
         elif out.name == "message":
             result = ("refused", "Modbus devices have no display")
         elif out.name == "meters.request":
+            ok = await self.poll(out.egm_id)
+            result = ("ok", None) if ok else ("refused", dev.last_error or "poll failed")
+        elif out.name == "software.verify":
+            # Forget the last hash: the next poll reads registers of the software hash and checks it again.
+            dev.sha256 = None
             ok = await self.poll(out.egm_id)
             result = ("ok", None) if ok else ("refused", dev.last_error or "poll failed")
         else:

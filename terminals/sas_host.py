@@ -196,6 +196,7 @@ class EgmState:
     machine_info: MachineInfo | None = None
     signature_pending: bool = False
     signature: int | None = None
+    asset: int | None = None
     clock_set_at: dt.datetime | None = None
     next_meters: float = 0.0
     meters_queued: bool = False
@@ -642,7 +643,8 @@ class LinePoller:
             (e.urgent if urgent else e.normal).append((name, flow(e)))
 
     # ---- jobs (generators: yield a poll, receive its reply) --------------------------------
-    def _link_up(self, e: EgmState) -> Flow:
+    def _read_software(self, e: EgmState) -> Flow:
+        """LP 1F (game identity, paytable) and LP 21 (ROM signature): what the software check compares."""
         info = yield ReadMachineInfo()
         self._take_machine_info(e, info)
         ack = yield ReadRomSignature(seed=ROM_SEED)
@@ -654,6 +656,9 @@ class LinePoller:
                 if e.signature is not None:
                     break
                 yield GeneralPoll()
+
+    def _link_up(self, e: EgmState) -> Flow:
+        yield from self._read_software(e)
         if e.validation == "secure_enhanced":
             yield from self._validation_id_job(e)
         yield from self._clock(e)
@@ -662,6 +667,7 @@ class LinePoller:
             cashable_expiry_days=min(9999, self.host.settings.voucher_expiry_days),
             restricted_expiry_days=min(9999, self.host.settings.voucher_expiry_days))
         asset = status.asset_number if isinstance(status, ExtendedValidationStatus) else None
+        e.asset = asset
         enabled = yield _Deferred(lambda s: self._record_cabinet(s, e, asset))
         if enabled is not None:
             yield EnableGame() if enabled else DisableGame()
@@ -988,6 +994,15 @@ class LinePoller:
         if out.name in ("enable", "disable"):
             reply = yield EnableGame() if out.name == "enable" else DisableGame()
             ok = isinstance(reply, Ack)
+        elif out.name == "software.verify":
+            # On demand (rules.md 23): read LP 1F and LP 21 again and check them against the approved list.
+            e.signature = None
+            yield from self._read_software(e)
+            ok = e.signature is not None
+            if ok:
+                enabled = yield _Deferred(lambda s: self._record_cabinet(s, e, e.asset))
+                if enabled is False:
+                    yield DisableGame()
         elif out.name == "time.set":
             reply = yield SetDateTime(when=self.host.now().astimezone(self.host.settings.zone)
                                       .replace(tzinfo=None, microsecond=0))
@@ -996,8 +1011,9 @@ class LinePoller:
                 e.clock_set_at = self.host.now()
         else:
             return
+        refusal = "no ROM signature from the EGM" if out.name == "software.verify" else "no ACK from the EGM"
         self._later(lambda s: commands.acknowledge(s, e.egm_id, out.command_id, "ok" if ok else "refused",
-                                                None if ok else "no ACK from the EGM", now))
+                                                None if ok else refusal, now))
 
 
 def _info_dict(info: MachineInfo) -> dict:
@@ -1117,7 +1133,7 @@ class SasHost:
             reason = "SAS has no host handpay reset: key the handpay off at the cabinet"
         elif out.name == "message":
             reason = "SAS EGMs do not show host messages"
-        elif out.name not in ("enable", "disable", "time.set", "meters.request"):
+        elif out.name not in ("enable", "disable", "time.set", "meters.request", "software.verify"):
             reason = f"{out.name} is not supported on SAS"
         elif poller is None:
             reason = "no SAS line serves this terminal"

@@ -70,7 +70,7 @@ REPLY_TYPES = {
     "handpay": "handpay.reply",
 }
 
-COMMANDS = ("enable", "disable", "meters.request", "time.set", "handpay.reset", "message")
+COMMANDS = ("enable", "disable", "meters.request", "time.set", "handpay.reset", "message", "software.verify")
 
 DOORS = ("main", "cashbox", "logic")
 
@@ -1005,7 +1005,9 @@ class SimTerminal:
         return {name: meters[name] for name in METER_NAMES}
 
     def _is_idle(self) -> bool:
-        return self._cashable + self._promo == 0 and self._busy is None and self._handpay is None
+        """Idle as rules.md 25 means it: no credits, no game in progress, no handpay, doors closed."""
+        return (self._cashable + self._promo == 0 and self._busy is None and self._handpay is None
+                and not any(self._doors.values()))
 
     # ------------------------------------------------------------------ the up stream
 
@@ -1332,6 +1334,9 @@ class SimTerminal:
             self._set_enabled(False)
         elif name == "meters.request":
             self.send_meters()
+        elif name == "software.verify":
+            # Re-report the software: a new hello, which the host checks against the approved list.
+            self._send_hello()
         elif name == "time.set":
             instant = parse_rfc3339(args.get("time"))
             if instant is None:
@@ -1415,10 +1420,16 @@ class SimTerminal:
 
     def _install_config(self, body: dict[str, Any]) -> None:
         package = body.get("package") or {}
-        denoms = package.get("denoms_cents")
+        games = package.get("games")
+        # A package's first game sets what this one-game cabinet plays (older flat packages still work).
+        game = games[0] if isinstance(games, list) and games and isinstance(games[0], dict) else package
+        denoms = game.get("denoms_cents")
         if isinstance(denoms, list) and denoms and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in denoms):
             self.denoms_cents = list(denoms)
-        rtp_bp = package.get("rtp_bp")
+        max_bet_cents = game.get("max_bet_cents")
+        if isinstance(max_bet_cents, int) and not isinstance(max_bet_cents, bool) and max_bet_cents > 0:
+            self.max_bet = max(1, max_bet_cents // min(self.denoms_cents))
+        rtp_bp = game.get("rtp_bp")
         if isinstance(rtp_bp, int) and not isinstance(rtp_bp, bool) and 0 < rtp_bp <= 10000:
             self.rtp = rtp_bp / 10000
         self._config = {"deployment_id": body.get("deployment_id"), "sha256": body.get("sha256")}

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: d171a564932d
+Revision ID: b1b2d8a49dd2
 Revises: 
-Create Date: 2026-11-23 07:50:49.559576
+Create Date: 2026-11-23 09:43:04.563997
 """
 from alembic import op
 import sqlalchemy as sa
 import server.db
 
 
-revision = 'd171a564932d'
+revision = 'b1b2d8a49dd2'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -99,6 +99,19 @@ def upgrade() -> None:
     with op.batch_alter_table('commands', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_commands_egm_id'), ['egm_id'], unique=False)
 
+    op.create_table('config_packages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=128), nullable=False),
+    sa.Column('version', sa.String(length=64), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('signature', sa.String(length=128), nullable=False),
+    sa.Column('canonical', sa.Text(), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_config_packages')),
+    sa.UniqueConstraint('name', 'version', name='uq_config_packages_name_version'),
+    sa.UniqueConstraint('sha256', name=op.f('uq_config_packages_sha256'))
+    )
     op.create_table('counters',
     sa.Column('name', sa.String(length=40), nullable=False),
     sa.Column('value', sa.BigInteger(), nullable=False),
@@ -330,6 +343,23 @@ def upgrade() -> None:
     with op.batch_alter_table('comms_periods', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_comms_periods_egm_id'), ['egm_id'], unique=False)
 
+    op.create_table('deployments',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('package_id', sa.Integer(), nullable=False),
+    sa.Column('apply', sa.String(length=8), nullable=False),
+    sa.Column('selectors', sa.JSON(), nullable=False),
+    sa.Column('start_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deadline_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['package_id'], ['config_packages.id'], name=op.f('fk_deployments_package_id_config_packages')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deployments'))
+    )
+    with op.batch_alter_table('deployments', schema=None) as batch_op:
+        batch_op.create_index('ix_deployments_created_at', ['created_at'], unique=False)
+
     op.create_table('drawer_transactions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('drawer_id', sa.Integer(), nullable=False),
@@ -427,6 +457,28 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_vouchers_status'), ['status'], unique=False)
         batch_op.create_index('ix_vouchers_status_expires_at', ['status', 'expires_at'], unique=False)
 
+    op.create_table('deployment_targets',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('deployment_id', sa.Integer(), nullable=False),
+    sa.Column('egm_id', sa.String(length=32), nullable=False),
+    sa.Column('protocol', sa.String(length=8), nullable=False),
+    sa.Column('state', sa.String(length=12), nullable=False),
+    sa.Column('reason', sa.String(length=255), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('updated_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('meters_requested_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ended_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('previous_deployment_id', sa.Integer(), nullable=True),
+    sa.Column('previous_sha256', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['deployment_id'], ['deployments.id'], name=op.f('fk_deployment_targets_deployment_id_deployments')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deployment_targets')),
+    sa.UniqueConstraint('deployment_id', 'egm_id', name='uq_deployment_targets_deployment_egm')
+    )
+    with op.batch_alter_table('deployment_targets', schema=None) as batch_op:
+        batch_op.create_index('ix_deployment_targets_egm_id', ['egm_id'], unique=False)
+        batch_op.create_index('ix_deployment_targets_state', ['state'], unique=False)
+
     op.create_table('w2g_records',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('handpay_id', sa.Integer(), nullable=False),
@@ -451,6 +503,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table('w2g_records')
+    with op.batch_alter_table('deployment_targets', schema=None) as batch_op:
+        batch_op.drop_index('ix_deployment_targets_state')
+        batch_op.drop_index('ix_deployment_targets_egm_id')
+
+    op.drop_table('deployment_targets')
     with op.batch_alter_table('vouchers', schema=None) as batch_op:
         batch_op.drop_index('ix_vouchers_status_expires_at')
         batch_op.drop_index(batch_op.f('ix_vouchers_status'))
@@ -473,6 +530,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_drawer_transactions_drawer_id'))
 
     op.drop_table('drawer_transactions')
+    with op.batch_alter_table('deployments', schema=None) as batch_op:
+        batch_op.drop_index('ix_deployments_created_at')
+
+    op.drop_table('deployments')
     with op.batch_alter_table('comms_periods', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_comms_periods_egm_id'))
 
@@ -523,6 +584,7 @@ def downgrade() -> None:
 
     op.drop_table('ctr_records')
     op.drop_table('counters')
+    op.drop_table('config_packages')
     with op.batch_alter_table('commands', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_commands_egm_id'))
 
