@@ -81,7 +81,7 @@ class RatedSession(Base):
     points_credited: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
-Index("ix_rated_sessions_egm_id_ended_at", RatedSession.egm_id, RatedSession.ended_at)
+Index("ix_rated_sessions_ended_at", RatedSession.ended_at)  # the open ones: ended_at IS NULL
 
 
 class SessionDay(Base):

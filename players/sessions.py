@@ -28,6 +28,7 @@ from players.models import CardPresentation, Exclusion, Player, PlayerCard, Poin
 log = logging.getLogger("floorhost.players")
 
 _OPEN_KEY = "players.open"  # session.info: egm_id → open RatedSession or None, for one transaction
+_ALL = object()  # in that cache: every open session has been loaded
 
 
 def house_edge_bp(session: Session, paytable_id: str) -> int:
@@ -89,12 +90,16 @@ def _cache(session: Session) -> dict:
 
 
 def open_at(session: Session, egm_id: str) -> RatedSession | None:
+    """The terminal's open session. The first call in a transaction loads every open session at once
+    (a few hundred at most: the carded players on the floor), so a gateway batch of games from many
+    terminals costs one query, not one per terminal."""
     cache = _cache(session)
-    if egm_id not in cache:
-        cache[egm_id] = session.execute(
-            select(RatedSession).where(RatedSession.egm_id == egm_id, RatedSession.ended_at.is_(None))
-            .order_by(RatedSession.id.desc()).limit(1)).scalar_one_or_none()
-    return cache[egm_id]
+    if not cache.get(_ALL):
+        for rs in session.execute(select(RatedSession).where(RatedSession.ended_at.is_(None))
+                                  .order_by(RatedSession.id.desc())).scalars():
+            cache.setdefault(rs.egm_id, rs)
+        cache[_ALL] = True
+    return cache.get(egm_id)
 
 
 def open_for_player(session: Session, player_id: int) -> list[RatedSession]:

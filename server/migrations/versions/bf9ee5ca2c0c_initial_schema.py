@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 3803af7adbc8
+Revision ID: bf9ee5ca2c0c
 Revises: 
-Create Date: 2026-11-23 09:43:13.677819
+Create Date: 2026-11-23 09:47:37.259238
 """
 from alembic import op
 import sqlalchemy as sa
 import server.db
 
 
-revision = '3803af7adbc8'
+revision = 'bf9ee5ca2c0c'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -511,7 +511,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rated_sessions'))
     )
     with op.batch_alter_table('rated_sessions', schema=None) as batch_op:
-        batch_op.create_index('ix_rated_sessions_egm_id_ended_at', ['egm_id', 'ended_at'], unique=False)
+        batch_op.create_index('ix_rated_sessions_ended_at', ['ended_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_rated_sessions_player_id'), ['player_id'], unique=False)
 
     op.create_table('vouchers',
@@ -583,7 +583,7 @@ def downgrade() -> None:
     op.drop_table('vouchers')
     with op.batch_alter_table('rated_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_rated_sessions_player_id'))
-        batch_op.drop_index('ix_rated_sessions_egm_id_ended_at')
+        batch_op.drop_index('ix_rated_sessions_ended_at')
 
     op.drop_table('rated_sessions')
     with op.batch_alter_table('point_transactions', schema=None) as batch_op:
