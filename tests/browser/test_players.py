@@ -7,7 +7,6 @@ import datetime as dt
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
 
 from cashier import handpays
 from players import accounts

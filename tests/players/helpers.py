@@ -6,9 +6,8 @@ import datetime as dt
 import zoneinfo
 
 from players import accounts, sessions
-from server.audit import Actor
+from server.audit import SYSTEM, Actor
 from terminals import registry
-from server.audit import SYSTEM
 
 LA = zoneinfo.ZoneInfo("America/Los_Angeles")  # the test host's zone (tests/conftest.py)
 CLERK = Actor("cashier1", "cashier")

@@ -13,7 +13,6 @@ from players import accounts, rules, sessions
 from players.models import CardPresentation, PointTransaction, RatedSession, SessionDay
 from server.models import Alert
 from terminals import registry
-from terminals.models import Terminal
 from tests.players.helpers import MANAGER, add_terminal, card_in, card_out, enrol, game, local
 
 
