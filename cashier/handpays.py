@@ -45,6 +45,18 @@ PATRON_FIELDS = ("first_name", "last_name", "birth_date", "id_type", "id_number"
 SECOND_SIGNER_ROLES = frozenset({"cashier", "manager"})
 SLIP_COUNTER = "handpay_slip"
 
+# What a new handpay means to other packages (players: the carded or excluded patron, rules.md 20):
+# hook(session, clock, handpay, now). PAY_HOOKS run once the patron's identity is known:
+# hook(session, clock, handpay, patron_or_None, now). They register from dispatch.HANDLER_MODULES.
+CREATED_HOOKS: list = []
+PAY_HOOKS: list = []
+
+
+def _load_hooks() -> None:
+    from terminals import dispatch
+
+    dispatch.load_handlers()
+
 
 class HandpayNotPayable(Conflict):
     """A handpay that is no longer pending; `reason` is its status (paid / void)."""
@@ -117,6 +129,9 @@ def create(session: Session, clock: GamingDayClock, settings: Settings, *, egm_i
                 tax_form_required=amount_cents >= threshold, source=source, seq=seq, player_id=player_id)
     session.add(h)
     session.flush()
+    _load_hooks()
+    for hook in CREATED_HOOKS:
+        hook(session, clock, h, now)
     t.handpay_pending = True
     registry.add_event(session, clock, t, "handpay", now, seq=seq, terminal_ts=terminal_ts, source=source,
                        detail={"handpay_id": h.id, "slip_number": h.slip_number, "amount_cents": amount_cents,
@@ -239,6 +254,9 @@ def pay(session: Session, settings: Settings, actor: Actor, handpay_id: int, dra
         raise HandpayNotPayable(h.status)
     who = _clean_patron(patron, h.tax_form_required)
     clock = clock or GamingDayClock(settings.zone, settings.gaming_day_start_time)
+    _load_hooks()
+    for hook in PAY_HOOKS:
+        hook(session, clock, h, who, now)
     if who is None and h.kind == "cancelled_credit" and aml.identity_required(
             session, settings, None, h.amount_cents, "out", clock.day_of(now)):
         raise RuleViolation("a cash-out this large needs the patron's identity (AML)",

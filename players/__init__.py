@@ -1,1 +1,1 @@
-"""players: see docs/architecture.md; its services arrive with their issue."""
+"""players: the player club — cards, rated sessions, points, tiers and exclusion (docs/players.md)."""

@@ -10,7 +10,8 @@ from server.config import load_settings
 from server.host import Host
 
 # Page blueprints of the domain packages.
-PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage", "terminals.config_web:config_pages")
+PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage", "terminals.config_web:config_pages",
+                   "players.pages:players_pages")
 
 # Modules that register API routes on import (their @endpoint decorators).
 API_MODULES = (
@@ -19,6 +20,7 @@ API_MODULES = (
     "terminals.config_web",
     "cashier.web",
     "cashier.handpays_web",
+    "players.web",
 )
 
 

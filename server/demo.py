@@ -78,6 +78,16 @@ def run_demo(n_mqtt: int = 12, http_port: int | None = None, duration: float | N
             auth.create_operator(s, settings, demo, role, role, admin_password, now)
         if not software.is_approved(s, sw["sha256"]):
             software.approve(s, demo, sw["name"], sw["version"], sw["sha256"], now)
+        # A few club members whose cards the simulated MQTT terminals insert (players, docs/players.md).
+        from players import accounts
+
+        demo_cards = [f"DEMO{i:04d}" for i in range(1, 9)]
+        names = [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra"),
+                 ("Barbara", "Liskov"), ("Donald", "Knuth"), ("Frances", "Allen"), ("John", "Backus")]
+        for card_id, (first, last) in zip(demo_cards, names):
+            if not accounts.search(s, card_id=card_id):
+                accounts.enrol(s, settings, demo, card_id=card_id, first_name=first, last_name=last,
+                               birth_date="1970-01-01", now=now)
         for i in range(1, n_mqtt + 1):
             egm_id = f"MQ{i:03d}"
             reg = registry.register(s, demo, egm_id, "mqtt", {"bank": f"B{(i - 1) // 6 + 1}", "position": i}, {}, now)
@@ -116,7 +126,8 @@ def run_demo(n_mqtt: int = 12, http_port: int | None = None, duration: float | N
     web.start()
 
     floor = SimFloor(n_mqtt, host.broker_url, egm_ids=list(passwords), passwords=passwords, rate=max(2.0, n_mqtt / 2),
-                     mode="play", state_dir=inst / "sim", seed=7, meters_interval=20.0)
+                     mode="play", state_dir=inst / "sim", seed=7, meters_interval=20.0,
+                     terminal_options={"player_cards": demo_cards})
     floor.start()
 
     url = f"http://127.0.0.1:{http_port}/"

@@ -4,4 +4,5 @@ import terminals.models  # noqa: F401
 import terminals.software  # noqa: F401
 import cashier.models  # noqa: F401
 import terminals.sas_models  # noqa: F401
+import players.models  # noqa: F401
 import terminals.config_models  # noqa: F401

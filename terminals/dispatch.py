@@ -47,7 +47,7 @@ Handler = Callable[[Apply], "dict | None"]
 HANDLERS: dict[str, Handler] = {}
 
 # Domain packages whose handlers register themselves on import (load_handlers()).
-HANDLER_MODULES = ("cashier.terminal", "cashier.handpays_terminal", "terminals.config_terminal")
+HANDLER_MODULES = ("cashier.terminal", "cashier.handpays_terminal", "terminals.config_terminal", "players.terminal")
 
 
 def load_handlers() -> dict[str, Handler]:

@@ -9,7 +9,7 @@ import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -178,6 +178,11 @@ def went_online(session: Session, clock: GamingDayClock, t: Terminal, now: dt.da
     return True
 
 
+# What a terminal going offline means to other packages (players: its rated session ends).
+# Each is called as hook(session, clock, terminal, now); they register from dispatch.HANDLER_MODULES.
+OFFLINE_HOOKS: list[Callable[[Session, GamingDayClock, Terminal, dt.datetime], None]] = []
+
+
 def went_offline(session: Session, clock: GamingDayClock, t: Terminal, now: dt.datetime, cause: str,
                  source: str) -> bool:
     if t.comms == "offline":
@@ -186,6 +191,11 @@ def went_offline(session: Session, clock: GamingDayClock, t: Terminal, now: dt.d
     session.add(CommsPeriod(egm_id=t.egm_id, offline_at=now, cause=cause))
     add_event(session, clock, t, "comms.offline", now, detail={"cause": cause}, source=source)
     raise_alert(session, "comms_offline", f"{t.egm_id} is offline ({cause})", now, egm_id=t.egm_id, once=True)
+    from terminals import dispatch  # noqa: PLC0415 (dispatch imports this module)
+
+    dispatch.load_handlers()  # the heartbeat job and the pollers may run without a gateway
+    for hook in OFFLINE_HOOKS:
+        hook(session, clock, t, now)
     return True
 
 

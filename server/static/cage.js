@@ -248,6 +248,12 @@ function showHandpays(list) {
       c[1].textContent = h.egm_id;
       c[2].textContent = money(h.amount_cents);
       c[3].textContent = h.kind.replace("_", " ");
+      if (h.flagged) {  // e.g. an excluded player's card was presented (players, rules.md 20)
+        const f = document.createElement("b");
+        f.className = "flagged";
+        f.textContent = " ⚑ " + h.flagged.replaceAll("_", " ");
+        c[3].append(f);
+      }
       c[4].textContent = h.tax_form_required ? "required" : "no";
       c[5].textContent = h.created_at_local.slice(11);
       tr.querySelector("a.slip").href = h.pdf;

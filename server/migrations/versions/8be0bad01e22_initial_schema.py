@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: b1b2d8a49dd2
+Revision ID: 8be0bad01e22
 Revises: 
-Create Date: 2026-11-23 09:43:04.563997
+Create Date: 2026-11-23 10:49:25.481024
 """
 from alembic import op
 import sqlalchemy as sa
 import server.db
 
 
-revision = 'b1b2d8a49dd2'
+revision = '8be0bad01e22'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -65,6 +65,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_actor'), ['actor'], unique=False)
+
+    op.create_table('card_presentations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('egm_id', sa.String(length=32), nullable=False),
+    sa.Column('card_id', sa.String(length=64), nullable=False),
+    sa.Column('player_id', sa.Integer(), nullable=True),
+    sa.Column('action', sa.String(length=4), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_card_presentations'))
+    )
+    with op.batch_alter_table('card_presentations', schema=None) as batch_op:
+        batch_op.create_index('ix_card_presentations_egm_id_id', ['egm_id', 'id'], unique=False)
 
     op.create_table('cash_transactions',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -251,6 +264,30 @@ def upgrade() -> None:
     with op.batch_alter_table('play_days', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_play_days_gaming_day'), ['gaming_day'], unique=False)
 
+    op.create_table('players',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('first_name', sa.String(length=128), nullable=False),
+    sa.Column('last_name', sa.String(length=128), nullable=False),
+    sa.Column('birth_date', sa.Date(), nullable=False),
+    sa.Column('id_type', sa.String(length=32), nullable=True),
+    sa.Column('id_number', sa.String(length=64), nullable=True),
+    sa.Column('address', sa.Text(), nullable=True),
+    sa.Column('pin_hash', sa.String(length=255), nullable=True),
+    sa.Column('points', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_players'))
+    )
+    with op.batch_alter_table('players', schema=None) as batch_op:
+        batch_op.create_index('ix_players_last_name', ['last_name'], unique=False)
+
+    op.create_table('point_rules',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('rules', sa.JSON(), nullable=False),
+    sa.Column('updated_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_by', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_point_rules'))
+    )
     op.create_table('sas_validation_state',
     sa.Column('egm_id', sa.String(length=32), nullable=False),
     sa.Column('machine_id', sa.Integer(), nullable=False),
@@ -258,6 +295,24 @@ def upgrade() -> None:
     sa.Column('updated_at', server.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('egm_id', name=op.f('pk_sas_validation_state'))
     )
+    op.create_table('session_days',
+    sa.Column('session_id', sa.Integer(), nullable=False),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('player_id', sa.Integer(), nullable=False),
+    sa.Column('egm_id', sa.String(length=32), nullable=False),
+    sa.Column('games', sa.BigInteger(), nullable=False),
+    sa.Column('coin_in_cents', sa.BigInteger(), nullable=False),
+    sa.Column('coin_out_cents', sa.BigInteger(), nullable=False),
+    sa.Column('theo_units', sa.BigInteger(), nullable=False),
+    sa.Column('millipoints', sa.BigInteger(), nullable=False),
+    sa.Column('points', sa.BigInteger(), nullable=False),
+    sa.Column('seconds_played', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('session_id', 'gaming_day', name=op.f('pk_session_days'))
+    )
+    with op.batch_alter_table('session_days', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_session_days_gaming_day'), ['gaming_day'], unique=False)
+        batch_op.create_index(batch_op.f('ix_session_days_player_id'), ['player_id'], unique=False)
+
     op.create_table('terminal_messages',
     sa.Column('egm_id', sa.String(length=32), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
@@ -422,6 +477,73 @@ def upgrade() -> None:
     with op.batch_alter_table('mtl_entries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_mtl_entries_gaming_day'), ['gaming_day'], unique=False)
 
+    op.create_table('player_cards',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('card_id', sa.String(length=64), nullable=False),
+    sa.Column('player_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('issued_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('issued_by', sa.String(length=64), nullable=False),
+    sa.Column('blocked_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('blocked_by', sa.String(length=64), nullable=True),
+    sa.Column('blocked_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['player_id'], ['players.id'], name=op.f('fk_player_cards_player_id_players')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_player_cards')),
+    sa.UniqueConstraint('card_id', name=op.f('uq_player_cards_card_id'))
+    )
+    with op.batch_alter_table('player_cards', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_player_cards_player_id'), ['player_id'], unique=False)
+
+    op.create_table('player_exclusions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('player_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('until', sa.Date(), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['player_id'], ['players.id'], name=op.f('fk_player_exclusions_player_id_players')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_player_exclusions'))
+    )
+    with op.batch_alter_table('player_exclusions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_player_exclusions_player_id'), ['player_id'], unique=False)
+
+    op.create_table('point_transactions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('player_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('delta', sa.BigInteger(), nullable=False),
+    sa.Column('balance_before', sa.BigInteger(), nullable=False),
+    sa.Column('balance_after', sa.BigInteger(), nullable=False),
+    sa.Column('at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('session_id', sa.Integer(), nullable=True),
+    sa.Column('ref', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['player_id'], ['players.id'], name=op.f('fk_point_transactions_player_id_players')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_point_transactions'))
+    )
+    with op.batch_alter_table('point_transactions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_point_transactions_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_point_transactions_player_id'), ['player_id'], unique=False)
+
+    op.create_table('rated_sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('player_id', sa.Integer(), nullable=False),
+    sa.Column('card_id', sa.String(length=64), nullable=False),
+    sa.Column('egm_id', sa.String(length=32), nullable=False),
+    sa.Column('started_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('end_reason', sa.String(length=20), nullable=True),
+    sa.Column('last_play_at', server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('points_credited', sa.BigInteger(), nullable=True),
+    sa.ForeignKeyConstraint(['player_id'], ['players.id'], name=op.f('fk_rated_sessions_player_id_players')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rated_sessions'))
+    )
+    with op.batch_alter_table('rated_sessions', schema=None) as batch_op:
+        batch_op.create_index('ix_rated_sessions_ended_at', ['ended_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_rated_sessions_player_id'), ['player_id'], unique=False)
+
     op.create_table('vouchers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('validation_number', sa.String(length=18), nullable=False),
@@ -516,6 +638,24 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_vouchers_expires_at'))
 
     op.drop_table('vouchers')
+    with op.batch_alter_table('rated_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rated_sessions_player_id'))
+        batch_op.drop_index('ix_rated_sessions_ended_at')
+
+    op.drop_table('rated_sessions')
+    with op.batch_alter_table('point_transactions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_point_transactions_player_id'))
+        batch_op.drop_index(batch_op.f('ix_point_transactions_at'))
+
+    op.drop_table('point_transactions')
+    with op.batch_alter_table('player_exclusions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_player_exclusions_player_id'))
+
+    op.drop_table('player_exclusions')
+    with op.batch_alter_table('player_cards', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_player_cards_player_id'))
+
+    op.drop_table('player_cards')
     with op.batch_alter_table('mtl_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_mtl_entries_gaming_day'))
 
@@ -549,7 +689,17 @@ def downgrade() -> None:
     op.drop_table('voucher_transitions')
     op.drop_table('terminals')
     op.drop_table('terminal_messages')
+    with op.batch_alter_table('session_days', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_session_days_player_id'))
+        batch_op.drop_index(batch_op.f('ix_session_days_gaming_day'))
+
+    op.drop_table('session_days')
     op.drop_table('sas_validation_state')
+    op.drop_table('point_rules')
+    with op.batch_alter_table('players', schema=None) as batch_op:
+        batch_op.drop_index('ix_players_last_name')
+
+    op.drop_table('players')
     with op.batch_alter_table('play_days', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_play_days_gaming_day'))
 
@@ -595,6 +745,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_cash_transactions_gaming_day'))
 
     op.drop_table('cash_transactions')
+    with op.batch_alter_table('card_presentations', schema=None) as batch_op:
+        batch_op.drop_index('ix_card_presentations_egm_id_id')
+
+    op.drop_table('card_presentations')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_actor'))
 
