@@ -32,8 +32,13 @@ _ALL = object()  # in that cache: every open session has been loaded
 
 
 def house_edge_bp(session: Session, paytable_id: str) -> int:
-    """House edge of a paytable in basis points (10000 − RTP). Today from the point rules' own table;
-    the integrator points this at the config catalog."""
+    """House edge of a paytable in basis points (10000 − RTP): from the config catalog's RTP when a
+    package names the paytable, else from the point rules' own table (and its default)."""
+    from terminals.packages import paytable_rtp_bp
+
+    rtp = paytable_rtp_bp(session, [paytable_id])
+    if str(paytable_id) in rtp:
+        return 10000 - rtp[str(paytable_id)]
     edges = point_rules.current(session)["house_edge_bp"]
     return int(edges.get("paytables", {}).get(str(paytable_id), edges["default"]))
 

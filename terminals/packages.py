@@ -133,3 +133,27 @@ def to_dict(p: ConfigPackage, *, full: bool = True) -> dict:
     if full:
         d["package"] = document(p)
     return d
+
+
+# paytable_id → RTP (bp) from the catalog. Packages are immutable, so the map only changes when one is
+# added: it is rebuilt when the highest package id moves (one indexed query per call otherwise).
+_rtp_cache: dict = {"key": None, "map": {}}
+
+
+def paytable_rtp_bp(session: Session, paytable_ids=None) -> dict[str, int]:
+    """RTP in basis points of each paytable in the catalog (the newest package that names it wins);
+    paytables no package names are absent — callers choose their documented default."""
+    from sqlalchemy import func
+
+    key = (session.get_bind().url.render_as_string(hide_password=True),
+           session.execute(select(func.max(ConfigPackage.id))).scalar())
+    if _rtp_cache["key"] != key:
+        rtp: dict[str, int] = {}
+        for (canonical,) in session.execute(select(ConfigPackage.canonical).order_by(ConfigPackage.id.desc())):
+            for game in json.loads(canonical).get("games", []):
+                rtp.setdefault(str(game["paytable_id"]), int(game["rtp_bp"]))
+        _rtp_cache.update(key=key, map=rtp)
+    table = _rtp_cache["map"]
+    if paytable_ids is None:
+        return dict(table)
+    return {str(p): table[str(p)] for p in paytable_ids if str(p) in table}

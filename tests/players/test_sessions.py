@@ -276,3 +276,24 @@ def test_one_card_at_two_terminals_at_once_leaves_one_open_session(host):
     # Each round opens one or two sessions (the card may find its own session at a terminal still open).
     assert rounds + 1 <= len(all_rows) <= 2 * rounds
     assert sum(1 for r in all_rows if r.end_reason == "card_in_elsewhere") == len(all_rows) - 1
+
+
+def test_house_edge_comes_from_the_config_catalog_when_a_package_names_the_paytable(host):
+    from terminals import packages
+
+    pid = enrol(host)
+    with host.db.begin() as s:
+        rules.replace(s, MANAGER, {**rules.DEFAULT_RULES, "house_edge_bp": {"default": 500, "paytables": {}}},
+                      host.now())
+        assert sessions.house_edge_bp(s, "CAT-92") == 500  # no package names it yet: the rules' default
+        packages.create(s, MANAGER, host.signer, packages.Limits(7500, 9900), "Reels", "1.0",
+                        [{"theme": "Reels", "paytable_id": "CAT-92", "rtp_bp": 9200, "denoms_cents": [1],
+                          "max_bet_cents": 500}], {}, host.now())
+        assert sessions.house_edge_bp(s, "CAT-92") == 800
+    t0 = local(2026, 11, 20, 14, 0)
+    card_in(host, "EGM1", "C-1", t0)
+    game(host, "EGM1", t0, 10_000, theme="Reels", paytable="CAT-92")  # theo = 10000 × 8 % = 800 cents
+    card_out(host, "EGM1", "C-1", t0 + dt.timedelta(minutes=1))
+    [rs] = session_rows(host, pid)
+    [d] = days(host, rs.id).values()
+    assert d.theo_units // 10_000 == 800
