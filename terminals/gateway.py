@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -186,6 +187,9 @@ class MqttGateway:
 
     # ---- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
+        # The paho thread must get the GIL back quickly from a worker applying a batch, both to read a
+        # waiting request and to write its reply; Python's default hand-over is every 5 ms.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
                         protocol=mqtt.MQTTv311, manual_ack=True)
         if self._creds:
@@ -296,7 +300,13 @@ class MqttGateway:
         With a lane, applying stops early when a request waits there; the messages not applied
         are returned, untouched, for the lane to take again."""
         started = time.perf_counter()
-        pending = [item.decoded or self._decode(item) for item in batch]
+        pending: list[_Pending] = []
+        undecoded: list[Inbound] = []
+        for i, item in enumerate(batch):
+            if lane is not None and i and lane.urgent:
+                undecoded = batch[i:]  # a request waits: what is not decoded yet goes back untouched
+                break
+            pending.append(item.decoded or self._decode(item))
         work = [p for p in pending if p.result != "rejected"]
         left: list[_Pending] = []
         if work:
@@ -317,7 +327,7 @@ class MqttGateway:
         self.host.metrics.batch_size.observe(len(pending))
         for p in left:
             p.item.decoded = p
-        return [p.item for p in left]
+        return [p.item for p in left] + undecoded
 
     def _commit_with_retry(self, work: list[_Pending], lane: _Lane | None = None) -> list[_Pending] | None:
         """Commits the batch and returns what was left for later; None only when the gateway stops
