@@ -10,7 +10,7 @@ from server.config import load_settings
 from server.host import Host
 
 # Page blueprints of the domain packages.
-PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage")
+PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage", "reports.web:desk")
 
 # Modules that register API routes on import (their @endpoint decorators).
 API_MODULES = (
@@ -18,6 +18,7 @@ API_MODULES = (
     "terminals.web",
     "cashier.web",
     "cashier.handpays_web",
+    "reports.web",
 )
 
 

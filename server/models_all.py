@@ -4,3 +4,4 @@ import terminals.models  # noqa: F401
 import terminals.software  # noqa: F401
 import cashier.models  # noqa: F401
 import terminals.sas_models  # noqa: F401
+import reports.models  # noqa: F401

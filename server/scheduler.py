@@ -22,6 +22,7 @@ JOBS: dict[str, tuple[str, dict]] = {
     "terminals.clock_sync": ("terminals.jobs:clock_sync", {"trigger": "interval", "minutes": 30}),
     "cashier.release_holds": ("cashier.jobs:release_holds", {"trigger": "interval", "seconds": 5}),
     "cashier.expire_vouchers": ("cashier.jobs:expire_vouchers", {"trigger": "interval", "minutes": 10}),
+    "reports.close_gaming_day": ("reports.closing:scheduled_close", {"trigger": "interval", "minutes": 5}),
 }
 
 

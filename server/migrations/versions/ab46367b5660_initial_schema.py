@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: d171a564932d
+Revision ID: ab46367b5660
 Revises: 
-Create Date: 2026-11-23 07:50:49.559576
+Create Date: 2026-11-23 09:43:19.905994
 """
 from alembic import op
 import sqlalchemy as sa
 import server.db
 
 
-revision = 'd171a564932d'
+revision = 'ab46367b5660'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -151,6 +151,14 @@ def upgrade() -> None:
         batch_op.create_index('ix_events_gaming_day_code', ['gaming_day', 'code'], unique=False)
         batch_op.create_index('ix_events_host_ts', ['host_ts'], unique=False)
 
+    op.create_table('gaming_day_closes',
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('closed_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_by', sa.String(length=64), nullable=False),
+    sa.Column('meters_source', sa.String(length=32), nullable=False),
+    sa.Column('skipped', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('gaming_day', name=op.f('pk_gaming_day_closes'))
+    )
     op.create_table('idempotency_keys',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('operator', sa.String(length=64), nullable=False),
@@ -237,6 +245,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('play_days', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_play_days_gaming_day'), ['gaming_day'], unique=False)
+
+    op.create_table('report_archive',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('report', sa.String(length=40), nullable=False),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('format', sa.String(length=8), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('label', sa.Text(), nullable=False),
+    sa.Column('path', sa.String(length=512), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_report_archive')),
+    sa.UniqueConstraint('report', 'gaming_day', 'format', 'version', name=op.f('uq_report_archive_report_gaming_day_format_version'))
+    )
+    with op.batch_alter_table('report_archive', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_report_archive_gaming_day'), ['gaming_day'], unique=False)
 
     op.create_table('sas_validation_state',
     sa.Column('egm_id', sa.String(length=32), nullable=False),
@@ -489,6 +515,10 @@ def downgrade() -> None:
     op.drop_table('terminals')
     op.drop_table('terminal_messages')
     op.drop_table('sas_validation_state')
+    with op.batch_alter_table('report_archive', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_report_archive_gaming_day'))
+
+    op.drop_table('report_archive')
     with op.batch_alter_table('play_days', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_play_days_gaming_day'))
 
@@ -508,6 +538,7 @@ def downgrade() -> None:
 
     op.drop_table('login_failures')
     op.drop_table('idempotency_keys')
+    op.drop_table('gaming_day_closes')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_host_ts')
         batch_op.drop_index('ix_events_gaming_day_code')
