@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from reports.core import div_round, ratio_bp
@@ -45,52 +45,51 @@ def periods_for(start: dt.date, end: dt.date) -> dict[str, tuple[dt.date, dt.dat
             "ytd": (end.replace(month=1, day=1), end)}
 
 
-def _conditional_sums(col_day, periods, columns):
-    out = []
+def _per_period(session: Session, periods, make_query) -> dict[str, list]:
+    """Runs one plain GROUP BY per distinct period (cheaper than CASE sums over the widest one: each period
+    reads only its own days through the gaming_day index); equal periods share a result."""
+    cache: dict[tuple, list] = {}
+    out = {}
     for label, (a, b) in periods.items():
-        cond = and_(col_day >= a, col_day <= b)
-        for name, col in columns:
-            out.append(func.coalesce(func.sum(case((cond, col), else_=0)), 0).label(f"{label}__{name}"))
+        if (a, b) not in cache:
+            cache[(a, b)] = session.execute(make_query(a, b)).all()
+        out[label] = cache[(a, b)]
     return out
 
 
 def terminal_win(session: Session, periods: dict[str, tuple[dt.date, dt.date]]) -> dict[str, dict[str, dict]]:
-    """{egm_id: {period: {coin_in_cents, coin_out_cents, jackpot_cents}}} from meter_days, one scan."""
-    lo = min(a for a, _ in periods.values())
-    hi = max(b for _, b in periods.values())
+    """{egm_id: {period: {coin_in_cents, coin_out_cents, jackpot_cents, games_played}}} from meter_days."""
     M = MeterDay
-    cols = [("coin_in_cents", M.coin_in_cents), ("coin_out_cents", M.coin_out_cents),
-            ("jackpot_cents", M.jackpot_cents), ("games_played", M.games_played)]
-    q = (select(M.egm_id, *_conditional_sums(M.gaming_day, periods, cols))
-         .where(M.gaming_day >= lo, M.gaming_day <= hi).group_by(M.egm_id))
+    names = ("coin_in_cents", "coin_out_cents", "jackpot_cents", "games_played")
+    res = _per_period(session, periods, lambda a, b: select(M.egm_id, *[func.sum(getattr(M, n)) for n in names])
+                      .where(M.gaming_day >= a, M.gaming_day <= b).group_by(M.egm_id))
+    zero = dict.fromkeys(names, 0)
     out: dict[str, dict[str, dict]] = {}
-    for row in session.execute(q).mappings():
-        out[row["egm_id"]] = {p: {n: int(row[f"{p}__{n}"]) for n, _ in cols} for p in periods}
+    for label, rows in res.items():
+        for egm, *vals in rows:
+            out.setdefault(egm, {p: zero for p in periods})[label] = {n: int(v or 0) for n, v in zip(names, vals)}
     return out
 
 
 def play_theo(session: Session, periods: dict[str, tuple[dt.date, dt.date]]):
     """Per terminal and per denomination: played wager, won, and the theoretical-win numerator
     Σ wager × (10000 − RTP bp), per period. Returns (by_terminal, by_denom)."""
-    lo = min(a for a, _ in periods.values())
-    hi = max(b for _, b in periods.values())
     P = PlayDay
-    cols = [("wager_cents", P.wager_cents), ("win_cents", P.win_cents), ("games", P.games)]
-    q = (select(P.egm_id, P.paytable_id, P.denom_cents, *_conditional_sums(P.gaming_day, periods, cols))
-         .where(P.gaming_day >= lo, P.gaming_day <= hi).group_by(P.egm_id, P.paytable_id, P.denom_cents))
-    rows = session.execute(q).mappings().all()
-    rtp = paytable_rtp_bp(session, {r["paytable_id"] for r in rows})
+    res = _per_period(session, periods, lambda a, b: select(
+        P.egm_id, P.paytable_id, P.denom_cents, func.sum(P.wager_cents), func.sum(P.win_cents), func.sum(P.games))
+        .where(P.gaming_day >= a, P.gaming_day <= b).group_by(P.egm_id, P.paytable_id, P.denom_cents))
+    rtp = paytable_rtp_bp(session, {r[1] for rows in res.values() for r in rows})
     blank = lambda: {p: {"wager_cents": 0, "win_cents": 0, "games": 0, "theo_num": 0} for p in periods}  # noqa: E731
     by_terminal: dict[str, dict] = defaultdict(blank)
     by_denom: dict[int, dict] = defaultdict(blank)
-    for r in rows:
-        keep = 10000 - rtp[str(r["paytable_id"])]
-        for p in periods:
-            wager = int(r[f"{p}__wager_cents"])
-            for target in (by_terminal[r["egm_id"]][p], by_denom[int(r["denom_cents"])][p]):
+    for p, rows in res.items():
+        for egm, paytable, denom, wager, won, games in rows:
+            keep = 10000 - rtp[str(paytable)]
+            wager, won, games = int(wager or 0), int(won or 0), int(games or 0)
+            for target in (by_terminal[egm][p], by_denom[int(denom)][p]):
                 target["wager_cents"] += wager
-                target["win_cents"] += int(r[f"{p}__win_cents"])
-                target["games"] += int(r[f"{p}__games"])
+                target["win_cents"] += won
+                target["games"] += games
                 target["theo_num"] += wager * keep
     return by_terminal, by_denom
 
