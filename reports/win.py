@@ -141,29 +141,32 @@ def win_rows(session: Session, start: dt.date, end: dt.date) -> tuple[list[dict]
 def meter_rows(session: Session, start: dt.date, end: dt.date) -> tuple[list[dict], dict]:
     """Per terminal and meter: opening (first reading of the period), closing (last), delta (Σ deltas)."""
     M = MeterDay
-    sums = (select(M.egm_id, func.min(M.gaming_day).label("first"), func.max(M.gaming_day).label("last"),
-                   func.sum(M.snapshots).label("snapshots"), func.sum(M.ram_clears).label("ram_clears"),
-                   *[func.sum(getattr(M, m)).label(m) for m in CUMULATIVE_METERS])
-            .where(M.gaming_day >= start, M.gaming_day <= end).group_by(M.egm_id)).subquery()
     if start == end:
-        q = (select(sums, M.opening, M.closing).join(M, and_(M.egm_id == sums.c.egm_id, M.gaming_day == start))
-             .order_by(sums.c.egm_id))
-        data = [(r, r["opening"], r["closing"]) for r in session.execute(q).mappings()]
+        # One day: the meter_days row is the sum already.
+        q = (select(M.egm_id, M.snapshots, M.ram_clears, *[getattr(M, m) for m in CUMULATIVE_METERS],
+                    M.opening, M.closing).where(M.gaming_day == start).order_by(M.egm_id))
     else:
+        sums = (select(M.egm_id, func.min(M.gaming_day).label("first"), func.max(M.gaming_day).label("last"),
+                       func.sum(M.snapshots).label("snapshots"), func.sum(M.ram_clears).label("ram_clears"),
+                       *[func.sum(getattr(M, m)).label(m) for m in CUMULATIVE_METERS])
+                .where(M.gaming_day >= start, M.gaming_day <= end).group_by(M.egm_id)).subquery()
         M2 = MeterDay.__table__.alias("m2")
-        q = (select(sums, M.opening, M2.c.closing)
+        q = (select(sums.c.egm_id, sums.c.snapshots, sums.c.ram_clears, *[sums.c[m] for m in CUMULATIVE_METERS],
+                    M.opening, M2.c.closing)
              .join(M, and_(M.egm_id == sums.c.egm_id, M.gaming_day == sums.c.first))
              .join(M2, and_(M2.c.egm_id == sums.c.egm_id, M2.c.gaming_day == sums.c.last))
              .order_by(sums.c.egm_id))
-        data = [(r, r["opening"], r["closing"]) for r in session.execute(q).mappings()]
+    data = session.execute(q).all()
     rows: list[dict] = []
-    totals = {m: 0 for m in CUMULATIVE_METERS}
-    for r, opening, closing in data:
-        for m in CUMULATIVE_METERS:
-            delta = int(r[m] or 0)
+    totals = dict.fromkeys(CUMULATIVE_METERS, 0)
+    n = len(CUMULATIVE_METERS)
+    for egm, snaps, clears, *rest in data:
+        deltas, opening, closing = rest[:n], rest[n] or {}, rest[n + 1] or {}
+        snaps, clears = int(snaps), int(clears)
+        for m, delta in zip(CUMULATIVE_METERS, deltas):
+            delta = int(delta or 0)
             totals[m] += delta
-            rows.append({"egm_id": r["egm_id"], "meter": m, "opening": (opening or {}).get(m),
-                         "closing": (closing or {}).get(m), "delta": delta,
-                         "snapshots": int(r["snapshots"]), "ram_clears": int(r["ram_clears"])})
+            rows.append({"egm_id": egm, "meter": m, "opening": opening.get(m), "closing": closing.get(m),
+                         "delta": delta, "snapshots": snaps, "ram_clears": clears})
     totals["terminals"] = len(data)
     return rows, totals
