@@ -11,7 +11,7 @@ from server.host import Host
 
 # Page blueprints of the domain packages.
 PAGE_BLUEPRINTS = ("terminals.web:floor", "cashier.pages:cage", "terminals.config_web:config_pages",
-                   "players.pages:players_pages")
+                   "players.pages:players_pages", "reports.web:desk")
 
 # Modules that register API routes on import (their @endpoint decorators).
 API_MODULES = (
@@ -21,6 +21,7 @@ API_MODULES = (
     "cashier.web",
     "cashier.handpays_web",
     "players.web",
+    "reports.web",
 )
 
 

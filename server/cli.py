@@ -226,7 +226,13 @@ def audit_verify():
 
 
 # Further integrity checks run by `audit verify` (the report archive adds one); each returns a problem or None.
-AUDIT_CHECKS: list = []
+def _report_archive_check(h):
+    from reports.closing import cli_check
+
+    return cli_check(h)
+
+
+AUDIT_CHECKS: list = [_report_archive_check]
 
 
 @cli.command("mqtt-config")
@@ -269,12 +275,25 @@ def host_broker_credential(h) -> tuple[str, str]:
 @cli.command()
 @click.argument("name")
 @click.option("--gaming-day", required=True, help="YYYY-MM-DD")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "pdf"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "pdf", "html"]), default="json", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @command_errors
 def report(name, gaming_day, fmt, out):
-    """Render a regulatory report (the same reports as the API)."""
-    _fail("error: reports arrive with the reports issue (#9); this host version has none yet", 2)
+    """Render a regulatory report (the same reports as the API); a closed day's comes from its archive."""
+    from reports import closing, core
+
+    h = _host()
+    period = core.parse_period(gaming_day, None, None, h.gaming_day())
+    with h.db.read() as s:
+        r = closing.fetch(s, h.settings, h.clock, name, period, fmt, h.now())
+    if out:
+        with open(out, "wb") as f:
+            f.write(r.body)
+        click.echo(f"{name} {gaming_day} {fmt}: {len(r.body)} bytes, sha256 {r.sha256}"
+                   f"{' (archived)' if r.archived else ''} -> {out}", err=True)
+    else:
+        sys.stdout.buffer.write(r.body)
+        sys.stdout.buffer.flush()
 
 
 @cli.group("gaming-day")
@@ -287,7 +306,16 @@ def gaming_day():
 @command_errors
 def gaming_day_close(day):
     """Close a gaming day that has ended."""
-    _fail("error: gaming-day close arrives with the reports issue (#9); this host version cannot close days yet", 2)
+    from reports import closing, core
+    from server.audit import Actor
+
+    h = _host()
+    d = core.parse_period(day, None, None, h.gaming_day()).start
+    with h.db.begin() as s:
+        result = closing.close_day(s, h.settings, h.clock, Actor("cli", "manager"), d, h.now())
+    click.echo(f"gaming day {d} closed: {len(result.files)} report files archived"
+               f"{', skipped ' + ', '.join(result.skipped) if result.skipped else ''}; "
+               f"{result.reconciliation_exceptions} reconciliation exceptions")
 
 
 def main() -> None:

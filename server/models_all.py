@@ -6,3 +6,4 @@ import cashier.models  # noqa: F401
 import terminals.sas_models  # noqa: F401
 import players.models  # noqa: F401
 import terminals.config_models  # noqa: F401
+import reports.models  # noqa: F401

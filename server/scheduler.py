@@ -23,6 +23,7 @@ JOBS: dict[str, tuple[str, dict]] = {
     "terminals.deployments": ("terminals.deploy_steps:pump", {"trigger": "interval", "seconds": 2}),
     "cashier.release_holds": ("cashier.jobs:release_holds", {"trigger": "interval", "seconds": 5}),
     "cashier.expire_vouchers": ("cashier.jobs:expire_vouchers", {"trigger": "interval", "minutes": 10}),
+    "reports.close_gaming_day": ("reports.closing:scheduled_close", {"trigger": "interval", "minutes": 5}),
 }
 
 

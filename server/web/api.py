@@ -175,6 +175,8 @@ def endpoint(rule: str, methods: tuple[str, ...] = ("GET",), *, permission: str 
                 action()
             except Exception:  # a failed publish must not turn a committed change into an error
                 log.exception("after-commit action failed")
+        if isinstance(resp_body, Response):  # a view that renders its own body (a report file)
+            return resp_body
         return json_response(resp_body, resp_status)
 
     def _claim_idempotency(s: Session, username: str, key: str):

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 8be0bad01e22
+Revision ID: c7f00435920b
 Revises: 
-Create Date: 2026-11-23 10:49:25.481024
+Create Date: 2026-11-23 11:01:34.260362
 """
 from alembic import op
 import sqlalchemy as sa
 import server.db
 
 
-revision = '8be0bad01e22'
+revision = 'c7f00435920b'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -177,6 +177,14 @@ def upgrade() -> None:
         batch_op.create_index('ix_events_gaming_day_code', ['gaming_day', 'code'], unique=False)
         batch_op.create_index('ix_events_host_ts', ['host_ts'], unique=False)
 
+    op.create_table('gaming_day_closes',
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('closed_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_by', sa.String(length=64), nullable=False),
+    sa.Column('meters_source', sa.String(length=32), nullable=False),
+    sa.Column('skipped', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('gaming_day', name=op.f('pk_gaming_day_closes'))
+    )
     op.create_table('idempotency_keys',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('operator', sa.String(length=64), nullable=False),
@@ -288,6 +296,24 @@ def upgrade() -> None:
     sa.Column('updated_by', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_point_rules'))
     )
+    op.create_table('report_archive',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('report', sa.String(length=40), nullable=False),
+    sa.Column('gaming_day', sa.Date(), nullable=False),
+    sa.Column('format', sa.String(length=8), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('label', sa.Text(), nullable=False),
+    sa.Column('path', sa.String(length=512), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('created_at', server.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_report_archive')),
+    sa.UniqueConstraint('report', 'gaming_day', 'format', 'version', name=op.f('uq_report_archive_report_gaming_day_format_version'))
+    )
+    with op.batch_alter_table('report_archive', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_report_archive_gaming_day'), ['gaming_day'], unique=False)
+
     op.create_table('sas_validation_state',
     sa.Column('egm_id', sa.String(length=32), nullable=False),
     sa.Column('machine_id', sa.Integer(), nullable=False),
@@ -695,6 +721,10 @@ def downgrade() -> None:
 
     op.drop_table('session_days')
     op.drop_table('sas_validation_state')
+    with op.batch_alter_table('report_archive', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_report_archive_gaming_day'))
+
+    op.drop_table('report_archive')
     op.drop_table('point_rules')
     with op.batch_alter_table('players', schema=None) as batch_op:
         batch_op.drop_index('ix_players_last_name')
@@ -719,6 +749,7 @@ def downgrade() -> None:
 
     op.drop_table('login_failures')
     op.drop_table('idempotency_keys')
+    op.drop_table('gaming_day_closes')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_host_ts')
         batch_op.drop_index('ix_events_gaming_day_code')
