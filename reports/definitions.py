@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from reports import reconciliation, win
 from reports.core import Column as C
-from reports.core import Ctx, ReportUnavailable, Table, iso, ratio_bp, report
+from reports.core import Ctx, Table, iso, ratio_bp, report
 from reports.vouchers import voucher_activity, voucher_liability
 
 WIN_COLUMNS = [C("scope", "Scope"), C("key", "Terminal / bank / denom"), C("period", "Period"),
@@ -174,10 +174,7 @@ def _short(detail) -> str:
 @report("config-changes", "Configuration changes (download log)")
 def config_changes(ctx: Ctx) -> Table:
     """Every config download of the period: package, version, sha256, operator, result per terminal."""
-    try:
-        from terminals.deployments import download_log  # arrives with the config-deployment issue
-    except ImportError:
-        raise ReportUnavailable("config-changes needs terminals.deployments (not in this build)") from None
+    from terminals.deployments import download_log
     rows = download_log(ctx.session, ctx.clock, ctx.period.start, ctx.period.end)
     cols = [C("gaming_day", "Gaming day", "date"), C("deployment_id", "Deployment", "int"),
             C("package_id", "Package", "int"), C("package_name", "Name"), C("package_version", "Version"),
@@ -242,10 +239,7 @@ def cashier(ctx: Ctx) -> Table:
 @report("player-ratings", "Player ratings")
 def player_ratings(ctx: Ctx) -> Table:
     """Per player and gaming day: sessions, games, coin-in/out, actual and theoretical win, points."""
-    try:
-        from players.reports import player_ratings as ratings  # arrives with the player club issue
-    except ImportError:
-        raise ReportUnavailable("player-ratings needs players.reports (not in this build)") from None
+    from players.reports import player_ratings as ratings
     rows = ratings(ctx.session, ctx.clock, ctx.period.start, ctx.period.end)
     for r in rows:
         if isinstance(r.get("gaming_day"), dt.date):

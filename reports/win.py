@@ -20,21 +20,12 @@ DEFAULT_RTP_BP = 9000
 
 
 def paytable_rtp_bp(session: Session, paytable_ids) -> dict[str, int]:
-    """RTP in basis points per paytable id. THE one place theoretical hold learns RTPs.
+    """RTP in basis points per paytable id. THE one place theoretical hold learns RTPs: from the config
+    catalog (the newest package naming the paytable); a paytable no package names gets DEFAULT_RTP_BP."""
+    from terminals.packages import paytable_rtp_bp as catalog_rtp
 
-    Today there is no config catalog in this build: every paytable gets DEFAULT_RTP_BP. The integrator
-    points this function at the catalog (package/paytable table) once it is merged; unknown ids keep the
-    default.
-    """
     rtps = {str(p): DEFAULT_RTP_BP for p in paytable_ids}
-    try:
-        from terminals import catalog  # type: ignore  # arrives with the config catalog
-    except ImportError:
-        return rtps
-    lookup = getattr(catalog, "paytable_rtp_bp", None)
-    if lookup is not None:
-        known = lookup(session, list(rtps))
-        rtps.update({str(k): int(v) for k, v in known.items() if v is not None})
+    rtps.update(catalog_rtp(session, list(rtps)))
     return rtps
 
 

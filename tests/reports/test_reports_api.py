@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import json
@@ -13,8 +14,6 @@ from tests.reports.seed import DAY, seed_day
 
 NAMES = ["meters", "win", "voucher-liability", "voucher-activity", "handpays", "aml", "events", "config-changes",
          "cashier", "player-ratings", "terminal-availability"]
-# Built on packages other engineers deliver; their tests come with the merge.
-UNAVAILABLE = {"config-changes", "player-ratings"}
 
 
 @pytest.fixture
@@ -113,7 +112,7 @@ def test_handpays_events_availability_reconciliation(api, day):
     assert {("EGM1", "voucher_out"), ("EGM1", "jackpot"), ("EGM1", "bills_in")} <= ok
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in UNAVAILABLE] + ["meter-reconciliation"])
+@pytest.mark.parametrize("name", NAMES + ["meter-reconciliation"])
 def test_every_report_in_every_format_carries_the_header(api, day, name):
     j = get(api, name, gaming_day=day, format="json")
     assert j.status_code == 200, j.get_json()
@@ -137,12 +136,48 @@ def test_every_report_in_every_format_carries_the_header(api, day, name):
     assert p.status_code == 200 and p.data.startswith(b"%PDF") and p.mimetype == "application/pdf"
 
 
-@pytest.mark.parametrize("name", sorted(UNAVAILABLE))
-def test_reports_of_packages_not_in_this_build_say_so(api, day, name):
-    r = get(api, name, gaming_day=day)
-    assert r.status_code in (200, 501)
-    if r.status_code == 501:
-        assert r.get_json()["error"]["code"] == "report_unavailable"
+def test_player_ratings_per_player_and_day_to_the_cent(api, host, day):
+    from tests.players.helpers import card_in, card_out, enrol, game, local
+
+    ada = enrol(host, "C-1", "Ada", "Lovelace")
+    enrol(host, "C-2", "Bob", "Byron")  # enrolled, never played: no row
+    t0 = local(2026, 3, 10, 20, 0)  # inside gaming day 2026-03-10
+    card_in(host, "EGM1", "C-1", t0)
+    for i in range(4):
+        game(host, "EGM1", t0 + dt.timedelta(minutes=i), 2_500, win=1_000 if i % 2 else 0, paytable="PT95")
+    card_out(host, "EGM1", "C-1", t0 + dt.timedelta(minutes=10))
+    body = get(api, "player-ratings", gaming_day=day).get_json()
+    assert [(r["player_id"], r["card_id"], r["gaming_day"]) for r in body["rows"]] == [(ada, "C-1", day)]
+    [row] = body["rows"]
+    # 4 games of $25.00, two wins of $10.00: coin-in 10,000, coin-out 2,000, actual win 8,000, average bet 2,500.
+    assert (row["sessions"], row["games"], row["coin_in_cents"], row["coin_out_cents"], row["actual_win_cents"],
+            row["avg_bet_cents"], row["seconds_played"]) == (1, 4, 10_000, 2_000, 8_000, 2_500, 600)
+    assert row["theo_win_cents"] == 10_000 * 800 // 10_000  # no package names PT95: the rules' default edge, 8 %
+    assert body["totals"]["players"] == 1 and body["totals"]["coin_in_cents"] == 10_000
+    assert get(api, "player-ratings", gaming_day="2026-03-11").get_json()["rows"] == []
+
+
+def test_config_changes_lists_each_download_per_terminal(api, host, day):
+    from terminals import deployments, packages
+    from tests.players.helpers import MANAGER, local
+
+    with host.db.begin() as s:
+        pkg = packages.create(s, MANAGER, host.signer, packages.Limits(7500, 9900), "floor-a", "3.1",
+                              [{"theme": "T", "paytable_id": "PT95", "rtp_bp": 9500, "denoms_cents": [1],
+                                "max_bet_cents": 100}], {}, local(2026, 3, 10, 7, 0))
+        dep = deployments.create(s, MANAGER, pkg.id, ["EGM1", "EGM2"], "idle", local(2026, 3, 10, 8, 0)).id
+    body = get(api, "config-changes", gaming_day=day).get_json()
+    assert [(r["deployment_id"], r["egm_id"], r["package_name"], r["package_version"], r["sha256"], r["operator"])
+            for r in body["rows"]] == [(dep, "EGM1", "floor-a", "3.1", pkg.sha256, "manager1"),
+                                       (dep, "EGM2", "floor-a", "3.1", pkg.sha256, "manager1")]
+    assert body["totals"]["downloads"] == 2 and body["totals"]["deployments"] == 1
+    csv_text = get(api, "config-changes", gaming_day=day, format="csv").data.decode()
+    assert pkg.sha256 in csv_text and "floor-a" in csv_text
+    # The catalog now names PT95 at 95 %: the win report's theoretical hold follows it.
+    with host.db.read() as s:
+        from reports.win import paytable_rtp_bp
+
+        assert paytable_rtp_bp(s, ["PT95", "nope"])["PT95"] == 9500
 
 
 def test_ranges_sum_days(api, host, day):
