@@ -207,6 +207,7 @@ def main(argv=None) -> int:
 |---|---|
 | baseline: MQTT echo round trip through the same broker, p50 / p99 | {r['echo_p50_ms']:.2f} / {r['echo_p99_ms']:.2f} ms |
 | voucher.redeem → voucher.redeem.reply at the terminal, p50 / p99 | {r['redeem_p50_ms']:.2f} / {r['redeem_p99_ms']:.2f} ms ({r['samples']} samples, {r['authorized']} authorized) |
+| slowest five round trips (ms, sample #) | {", ".join(f"{v:.1f} #{i}" for v, i in r["slowest"])} |
 | **p99 ratio** (target ≤ 5 × baseline and ≤ 25 ms) | **{r['ratio_p99']:.2f} — {verdict}** |
 """
         common.write_section("P2-mosquitto-" + ("sqlite" if r["db"] == "sqlite" else "postgresql"), body)

@@ -556,7 +556,9 @@ def test_floor_of_200_connects_and_sends_at_the_given_rate(host, broker_url):
         window = {t: after[t] - before.get(t, 0) for t in ("game.end", "meters", "event")}
         total = sum(window.values())
         assert total >= 0.75 * rate * 3, window
-        assert 0.6 <= window["game.end"] / total <= 0.8, window
+        # A game slot that finds no terminal able to play (all busy mid-game on a loaded machine) becomes a bill,
+        # as a player would: game.end's share sinks below 70 % when the machine is slow, never above it by much.
+        assert 0.5 <= window["game.end"] / total <= 0.8, window
         assert 0.12 <= window["meters"] / total <= 0.28, window
     finally:
         floor.stop(timeout=5)
