@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from cashier.models import CashTransaction, CurrencyTransactionReport, MtlEntry
 from server.alerts import raise_alert
 from server.config import Settings
+from server.db import iso_z as _iso
 from server.errors import InvalidInput
 from server.gamingday import GamingDayClock
 from server.models import Alert
@@ -40,9 +41,6 @@ STRUCTURING_BAND_BP = 1000
 # How many transactions it takes (one would be an ordinary large transaction, not a pattern).
 STRUCTURING_MIN_TRANSACTIONS = 2
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 def patron_key(patron: dict) -> str:

@@ -9,13 +9,11 @@ from sqlalchemy.orm import Session
 
 from server import audit
 from server.audit import Actor
+from server.db import iso_z as _iso
 from server.errors import Conflict, NotFound
 from server.gamingday import GamingDayClock
 from cashier.models import Drawer, DrawerTransaction
 
-
-def _iso(t):
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 def to_dict(d: Drawer, expected: int | None = None) -> dict:

@@ -31,6 +31,7 @@ from server import audit
 from server.audit import Actor
 from server.auth import check_password, record_failure
 from server.config import Settings
+from server.db import iso_z as _iso
 from server.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.gamingday import GamingDayClock
 from server.models import Counter, Operator
@@ -64,9 +65,6 @@ class HandpayNotPayable(Conflict):
     def __init__(self, status: str):
         super().__init__(f"handpay already {status}", code=f"handpay_{status}", reason=status)
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 def win_date(settings: Settings, instant: dt.datetime) -> dt.date:

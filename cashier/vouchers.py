@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from server import audit
 from server.alerts import raise_alert
 from server.audit import Actor
+from server.db import iso_z as _iso
 from server.errors import Conflict, NotFound, RuleViolation
 from server.gamingday import GamingDayClock
 from cashier.models import DrawerTransaction, Voucher, VoucherTransition
@@ -44,9 +45,6 @@ class Policy:
     max_cents: int
     system_id: int = 1
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 def to_dict(v: Voucher) -> dict:

@@ -16,6 +16,7 @@ from server import audit
 from server.audit import Actor
 from server.auth import hash_password
 from server.config import Settings
+from server.db import iso_z as _iso
 from server.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.gamingday import GamingDayClock
 from players import rules as point_rules
@@ -26,9 +27,6 @@ CARD_ID_RE = re.compile(r"^[!-~]{1,64}$")  # printable ASCII, no spaces: what a 
 PIN_RE = re.compile(r"^\d{4,8}$")
 EXCLUSION_KINDS = ("self", "ban")
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 def age_on(born: dt.date, day: dt.date) -> int:

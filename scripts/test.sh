@@ -26,6 +26,7 @@ pass_timeout="${FLOORHOST_TEST_PASS_TIMEOUT:-1800}"
 setup_start=$SECONDS
 fh_setup_venv test
 fh_ensure_chromium
+fh_ensure_pdftoppm
 if [[ "$only" != sqlite ]]; then
     fh_ensure_mosquitto
     fh_ensure_postgres

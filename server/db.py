@@ -54,6 +54,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def iso_z(t: dt.datetime | None) -> str | None:
+    """An instant as the API and the wire write it: ISO 8601 in UTC with a Z (None stays None)."""
+    return t.isoformat().replace("+00:00", "Z") if t else None
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

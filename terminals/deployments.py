@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from server import audit
 from server.audit import Actor
+from server.db import iso_z as _iso
 from server.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.gamingday import GamingDayClock
 from terminals import commands, packages
@@ -44,9 +45,6 @@ METERS_RETRY_S = 15
 MODBUS_APPLY_S = 30.0
 SELECTOR_KEYS = ("egm_id", "bank", "zone", "model")
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,12 @@ from sqlalchemy.orm import Session
 from protocols.mqtt.canonical import canonical_json
 from server import audit
 from server.audit import Actor
+from server.db import iso_z as _iso
 from server.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from terminals.config_models import ConfigPackage
 
 GAME_KEYS = ("theme", "paytable_id", "rtp_bp", "denoms_cents", "max_bet_cents")
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 @dataclass(frozen=True)

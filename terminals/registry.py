@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from server import audit
 from server.alerts import raise_alert
 from server.audit import SYSTEM, Actor
+from server.db import iso_z as _iso
 from server.db import writer
 from server.errors import Conflict, InvalidInput, NotFound
 from server.gamingday import GamingDayClock
@@ -26,9 +27,6 @@ from terminals.models import CommsPeriod, Event, Terminal
 EGM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 PROTOCOLS = ("mqtt", "sas", "modbus")
 
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat().replace("+00:00", "Z") if t else None
 
 
 def summary(t: Terminal) -> dict[str, Any]:
