@@ -31,6 +31,8 @@ def build_app(config: dict | None = None, host: Host | None = None) -> Flask:
     settings = host.settings
     logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Two lines per run of every job (the deployment pump runs every 2 s) would drown the log; failures still show.
+    logging.getLogger("apscheduler.executors").setLevel(max(logging.WARNING, logging.getLogger().level))
 
     app = Flask(__name__, instance_path=settings.instance, instance_relative_config=True)
     app.config.update(
