@@ -54,6 +54,9 @@ def test_slot_tech_stores_a_package_and_sees_its_hash_and_signature(login, page,
     expect(page.locator("#pkg-games")).to_contain_text("92.50 %")
     expect(page.locator("#pkg-games")).to_contain_text("1, 5, 25¢")
     expect(page.locator("#wizard")).to_have_count(0)  # a slot tech cannot deploy
+    with host.db.read() as s:
+        stored = [(p.name, p.version, p.created_by) for p in packages.list_all(s)]
+    assert stored == [("floor-a", "1.0", "slot_tech_web")]  # the refused RTP stored nothing
 
 
 def test_manager_deploys_with_the_wizard_and_watches_progress_live(login, page, live_server, host, api):
@@ -103,3 +106,12 @@ def test_cashier_reads_but_cannot_post(login, page, live_server, host, api):
     page.goto(live_server("/config"))
     expect(page.locator("#catalog")).to_be_visible()
     expect(page.locator("#new-package")).to_have_count(0)
+    assert page.locator("#new-package, #wizard").count() == 0
+    # What the page does not offer, the API refuses too, and nothing is stored.
+    r = api.as_("cashier").post("/config-packages", json={
+        "name": "x", "version": "1", "games": [{"theme": "T", "paytable_id": "1", "rtp_bp": 9000,
+                                                "denoms_cents": [1], "max_bet_cents": 100}]})
+    assert r.status_code == 403
+    with host.db.read() as s:
+        from terminals import packages
+        assert packages.list_all(s) == []
