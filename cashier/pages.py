@@ -197,10 +197,7 @@ def issue_voucher(me):
 def voucher_pdf(me, vn: str):
     h = host()
     with h.db.read() as s:
-        try:
-            v = vouchers.get(s, vn)
-        except DomainError:
-            return render_template("error.html", me=me, message=f"No voucher {vn}."), 404
+        v = vouchers.get(s, vn)
         pdf = printing.voucher_pdf(v, printing.Letterhead.of(h.settings))
     return _pdf_response(pdf, f"voucher-{vn}.pdf")
 
@@ -234,10 +231,7 @@ def pay_handpay(me, handpay_id: int):
 def handpay_pdf(me, handpay_id: int):
     h = host()
     with h.db.read() as s:
-        try:
-            hp = handpays.get(s, handpay_id)
-        except DomainError:
-            return render_template("error.html", me=me, message=f"No handpay {handpay_id}."), 404
+        hp = handpays.get(s, handpay_id)
         w2g = s.execute(select(W2G).where(W2G.handpay_id == hp.id)).scalar_one_or_none()
         name = f"{w2g.first_name} {w2g.last_name}" if w2g else None
         pdf = printing.handpay_pdf(hp, printing.Letterhead.of(h.settings), patron_name=name,

@@ -59,10 +59,7 @@ def search_page(me):
 def profile_page(me, player_id: int):
     h = host()
     with h.db.read() as s:
-        try:
-            p = accounts.get(s, player_id)
-        except DomainError:
-            return render_template("error.html", me=me, message=f"No player {player_id}."), 404
+        p = accounts.get(s, player_id)
         prof = accounts.profile(s, h.clock, p, h.now())
     return render_template("player.html", me=me, p=prof, manage=auth.allowed(me.role, "players.manage"))
 

@@ -162,10 +162,7 @@ def create_package_page(me):
 def package_page(me, package_id: int):
     h = host()
     with h.db.read() as s:
-        try:
-            p = packages.to_dict(packages.get(s, package_id))
-        except DomainError:
-            return render_template("error.html", me=me, message=f"No package {package_id}."), 404
+        p = packages.to_dict(packages.get(s, package_id))
         terminals = [{"egm_id": t.egm_id, "protocol": t.protocol, "state": t.state, "model": t.model,
                       "bank": (t.location or {}).get("bank"), "zone": (t.location or {}).get("zone")}
                      for t in deployments.registry_all(s)]
@@ -202,10 +199,7 @@ def create_deployment_page(me):
 def deployment_page(me, deployment_id: int):
     h = host()
     with h.db.read() as s:
-        try:
-            d = deployments.to_dict(s, deployments.get(s, deployment_id))
-        except DomainError:
-            return render_template("error.html", me=me, message=f"No deployment {deployment_id}."), 404
+        d = deployments.to_dict(s, deployments.get(s, deployment_id))
     return render_template("config_deployment.html", me=me, d=d,
                            can_deploy=auth.allowed(me.role, "deployments.manage"))
 

@@ -9,6 +9,7 @@ import functools
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 
 from server import auth
+from server.errors import DomainError
 from server.models import Operator
 from server.web.api import host, json_response
 
@@ -47,7 +48,14 @@ def page(permission: str | None = None, *, json: bool = False):
                 if json:
                     return json_response({"error": {"code": "forbidden", "message": "not for your role"}}, 403)
                 abort(403)
-            return fn(*args, me=me, **kwargs)
+            try:
+                return fn(*args, me=me, **kwargs)
+            except DomainError as exc:
+                if json or exc.status != 404:
+                    raise
+                # An id in the path that names nothing: the service said so; the page shows it.
+                message = exc.message[:1].upper() + exc.message[1:] + "."
+                return render_template("error.html", me=me, message=message), 404
 
         return view
 

@@ -115,3 +115,12 @@ def test_cashier_reads_but_cannot_post(login, page, live_server, host, api):
     with host.db.read() as s:
         from terminals import packages
         assert packages.list_all(s) == []
+
+
+def test_a_package_or_deployment_that_does_not_exist_is_a_404_page(login, page, live_server):
+    page = login("auditor")
+    for path, text in (("/config/packages/999", "No config package 999."),
+                       ("/config/deployments/998", "No deployment 998.")):
+        response = page.goto(live_server(path))
+        assert response.status == 404
+        assert text in page.locator("body").inner_text()
