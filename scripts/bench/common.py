@@ -356,6 +356,16 @@ def write_section(key: str, body: str) -> None:
     BENCHMARKS_MD.write_text(text)
 
 
+def stop_floor(floor, tag: str) -> None:
+    """Stops a simulated floor at the end of a bench; a failure is printed, never raised (cleanup goes on)."""
+    if floor is None:
+        return
+    try:
+        floor.stop(graceful=False, timeout=20)
+    except Exception as exc:  # noqa: BLE001 — the bench must still clean up
+        print(f"{tag} floor stop failed: {exc!r}", flush=True)
+
+
 def today() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 

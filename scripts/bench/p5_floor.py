@@ -291,11 +291,7 @@ def run(args) -> dict[str, Any]:
         print(f"P5 GET /api/v1/terminals: {status} in {res['api_list_s']:.2f}s states={res.get('api_states')}",
               flush=True)
     finally:
-        if floor is not None:
-            try:
-                floor.stop(graceful=False, timeout=20)
-            except Exception as exc:  # noqa: BLE001 — the bench must still clean up
-                print(f"P5 floor stop failed: {exc!r}", flush=True)
+        common.stop_floor(floor, "P5")
         if counter is not None:
             counter.close()
         if host is not None:

@@ -136,11 +136,7 @@ def run(args) -> dict[str, Any]:
         for t, c in res["progress"]:
             print(f"P6 t={t:6.2f}s {c}", flush=True)
     finally:
-        if floor is not None:
-            try:
-                floor.stop(graceful=False, timeout=20)
-            except Exception as exc:  # noqa: BLE001 — the bench must still clean up
-                print(f"P6 floor stop failed: {exc!r}", flush=True)
+        common.stop_floor(floor, "P6")
         if counter is not None:
             counter.close()
         if host is not None:
