@@ -9,7 +9,7 @@ from server.errors import DomainError
 from server.web.api import Call, endpoint, host, json_response
 from server.web.pages import page
 from server.web.params import parse_instant
-from terminals import deploy_steps, deployments, packages
+from terminals import deploy_steps, deployments, packages, registry
 
 config_pages = Blueprint("config", __name__, template_folder="../server/templates")
 
@@ -124,7 +124,7 @@ def cancel_deployment(call: Call, deployment_id: int):
 def catalog_page(me):
     h = host()
     with h.db.read() as s:
-        rows = [{**packages.to_dict(p)} for p in packages.list_all(s)]
+        rows = [packages.to_dict(p) for p in packages.list_all(s)]
         recent = [deployments.to_dict(s, d) for d in deployments.list_all(s, 20)]
     return render_template("config_catalog.html", me=me, packages=rows, deployments=recent,
                            limits=_limits(h), can_create=auth.allowed(me.role, "packages.create"),
@@ -165,7 +165,7 @@ def package_page(me, package_id: int):
         p = packages.to_dict(packages.get(s, package_id))
         terminals = [{"egm_id": t.egm_id, "protocol": t.protocol, "state": t.state, "model": t.model,
                       "bank": (t.location or {}).get("bank"), "zone": (t.location or {}).get("zone")}
-                     for t in deployments.registry_all(s)]
+                     for t in registry.list_all(s)]
     return render_template("config_package.html", me=me, p=p, terminals=terminals,
                            public_key=h.signer.public_key_b64,
                            can_deploy=auth.allowed(me.role, "deployments.manage"))

@@ -27,7 +27,7 @@ from server.audit import Actor
 from server.db import iso_z as _iso
 from server.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.gamingday import GamingDayClock
-from terminals import commands, packages
+from terminals import commands, packages, registry
 from terminals.commands import Outgoing
 from terminals.config_models import FINAL_STATES, ConfigPackage, Deployment, DeploymentTarget
 from terminals.models import MeterSnapshot, Terminal
@@ -75,7 +75,7 @@ def resolve_targets(session: Session, selectors: list) -> list[Terminal]:
     if not isinstance(selectors, list) or not selectors:
         raise InvalidInput("terminals must name at least one terminal, bank, zone or model", code="invalid_input",
                            field="terminals")
-    every = registry_all(session)
+    every = registry.list_all(session)
     chosen: dict[str, Terminal] = {}
     for i, sel in enumerate(selectors):
         where = f"terminals.{i}"
@@ -99,10 +99,6 @@ def resolve_targets(session: Session, selectors: list) -> list[Terminal]:
         for t in found:
             chosen[t.egm_id] = t
     return sorted(chosen.values(), key=lambda t: t.egm_id)
-
-
-def registry_all(session: Session) -> list[Terminal]:
-    return list(session.execute(select(Terminal).order_by(Terminal.egm_id)).scalars())
 
 
 def not_idle_reason(t: Terminal) -> str | None:
