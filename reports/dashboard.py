@@ -7,6 +7,7 @@ import html
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cashier.models import Handpay
 from reports.core import ratio_bp
 from reports.models import GamingDayClose
 from server.gamingday import GamingDayClock
@@ -29,15 +30,11 @@ def today(session: Session, clock: GamingDayClock, now: dt.datetime) -> dict:
         ci, co, jp = per_day.get(d, (0, 0, 0))
         trend.append({"gaming_day": d.isoformat(), "coin_in_cents": ci, "net_win_cents": ci - co - jp,
                       "hold_bp": ratio_bp(ci - co - jp, ci)})
-    ci, co, jp = per_day.get(day, (0, 0, 0))
-    from cashier.models import Handpay
-
+    terminals, offline = session.execute(
+        select(func.count(), func.count().filter(Terminal.comms != "online")).select_from(Terminal)).one()
     return {
-        "gaming_day": day.isoformat(), "coin_in_cents": ci, "net_win_cents": ci - co - jp,
-        "hold_bp": ratio_bp(ci - co - jp, ci),
-        "terminals": session.execute(select(func.count()).select_from(Terminal)).scalar_one(),
-        "terminals_offline": session.execute(select(func.count()).select_from(Terminal)
-                                             .where(Terminal.comms != "online")).scalar_one(),
+        **trend[-1],  # the trend ends today: its last point is today's coin-in, win and hold
+        "terminals": terminals, "terminals_offline": offline,
         "pending_handpays": session.execute(select(func.count()).select_from(Handpay)
                                             .where(Handpay.status == "pending")).scalar_one(),
         "open_alerts": session.execute(select(func.count()).select_from(Alert)

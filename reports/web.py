@@ -61,16 +61,7 @@ def close_gaming_day(call: Call, day: str):
 @endpoint("/gaming-days/<day>", permission="reports.read")
 def get_gaming_day(call: Call, day: str):
     """A gaming day: its bounds, whether it is closed, and its archived reports."""
-    d = parse_day(day, "date")
-    h = call.host
-    start, end = h.clock.bounds(d)
-    row = closing.closed(call.session, d)
-    out = {"gaming_day": d.isoformat(), "from": core.iso(start), "to": core.iso(end),
-           "ended": h.clock.has_ended(d, h.now()), "status": "closed" if row else "open"}
-    if row:
-        out.update(closed_at=core.iso(row.closed_at), closed_by=row.closed_by, meters_source=row.meters_source,
-                   skipped=row.skipped.split(",") if row.skipped else [], archive=closing.versions(call.session, d))
-    return out
+    return closing.day_status(call.session, call.host.clock, parse_day(day, "date"), call.host.now())
 
 
 @endpoint("/gaming-days/<day>/reports/<name>/corrections", ("POST",), permission="gamingday.close", status=201,
