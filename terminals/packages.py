@@ -98,6 +98,7 @@ def create(session: Session, actor: Actor, signer, limits: Limits, name: str, ve
                         canonical=canonical.decode("utf-8"), created_by=actor.username, created_at=now)
     session.add(row)
     session.flush()
+    session.info.pop(_RTP_KEY, None)
     audit.append(session, actor, "config_package.create", f"config_package:{row.id}", None,
                  {"id": row.id, "name": name, "version": version, "sha256": sha}, at=now)
     return row
@@ -136,22 +137,25 @@ def to_dict(p: ConfigPackage, *, full: bool = True) -> dict:
 # paytable_id → RTP (bp) from the catalog. Packages are immutable, so the map only changes when one is
 # added: it is rebuilt when the highest package id moves (one indexed query per call otherwise).
 _rtp_cache: dict = {"key": None, "map": {}}
+_RTP_KEY = "packages.rtp"  # the map, cached on the session; create() drops it
 
 
 def paytable_rtp_bp(session: Session, paytable_ids=None) -> dict[str, int]:
     """RTP in basis points of each paytable in the catalog (the newest package that names it wins);
     paytables no package names are absent — callers choose their documented default."""
-    from sqlalchemy import func
+    table = session.info.get(_RTP_KEY)
+    if table is None:  # once per session (a gateway batch, a request): the per-game path asks often
+        from sqlalchemy import func
 
-    key = (session.get_bind().url.render_as_string(hide_password=True),
-           session.execute(select(func.max(ConfigPackage.id))).scalar())
-    if _rtp_cache["key"] != key:
-        rtp: dict[str, int] = {}
-        for (canonical,) in session.execute(select(ConfigPackage.canonical).order_by(ConfigPackage.id.desc())):
-            for game in json.loads(canonical).get("games", []):
-                rtp.setdefault(str(game["paytable_id"]), int(game["rtp_bp"]))
-        _rtp_cache.update(key=key, map=rtp)
-    table = _rtp_cache["map"]
+        key = (session.get_bind().url.render_as_string(hide_password=True),
+               session.execute(select(func.max(ConfigPackage.id))).scalar())
+        if _rtp_cache["key"] != key:
+            rtp: dict[str, int] = {}
+            for (canonical,) in session.execute(select(ConfigPackage.canonical).order_by(ConfigPackage.id.desc())):
+                for game in json.loads(canonical).get("games", []):
+                    rtp.setdefault(str(game["paytable_id"]), int(game["rtp_bp"]))
+            _rtp_cache.update(key=key, map=rtp)
+        table = session.info[_RTP_KEY] = _rtp_cache["map"]
     if paytable_ids is None:
         return dict(table)
     return {str(p): table[str(p)] for p in paytable_ids if str(p) in table}
