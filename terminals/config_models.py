@@ -13,9 +13,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, UTCDateTime
 
-# Per-terminal states of http-api.md; the last four end a terminal's part in a deployment.
-TARGET_STATES = ("pending", "sent", "received", "verified", "installed", "rejected", "deferred", "failed",
-                 "cancelled")
+# Per-terminal states of http-api.md: pending, sent, received, verified, deferred, and these four, which end
+# a terminal's part in a deployment.
 FINAL_STATES = ("installed", "rejected", "failed", "cancelled")
 
 

@@ -444,8 +444,3 @@ def download_log(session: Session, clock: GamingDayClock, start: dt.date, end: d
         })
     return rows
 
-
-def open_target_count(session: Session) -> int:
-    return session.execute(select(func.count()).select_from(DeploymentTarget).where(
-        DeploymentTarget.state.not_in(FINAL_STATES))).scalar_one()
-
